@@ -1,0 +1,175 @@
+"""Compatibility facts (data/compat.yaml) as typed values, plus the questions asked of them.
+
+The facts live in YAML with a source per line; this module only reads and queries them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from gpuimages.yamlio import load_yaml
+
+
+@dataclass(frozen=True)
+class TorchRelease:
+    version: str
+    python: SpecifierSet
+    cuda: tuple[str, ...]
+    cpu: bool
+    cudnn: str | None
+    torchvision: str | None
+    torchaudio: str | None
+
+    def builds(self) -> tuple[str, ...]:
+        """Every value `cuda` may take for this release, CPU last."""
+        return self.cuda + (("cpu",) if self.cpu else ())
+
+
+@dataclass(frozen=True)
+class CudaRelease:
+    version: str
+    full: str
+    os: tuple[str, ...]
+    cudnn: tuple[str, ...]
+    cudnn_tag: dict[str, str]
+    eol: bool
+    min_driver: str
+    minor_compat_driver: str | None
+    archs: tuple[str, ...]
+
+    def base_image(self, cudnn: str, flavor: str, os_name: str) -> str:
+        """The nvidia/cuda tag; without a cuDNN part when no image carries that cuDNN major.
+
+        PyTorch's wheels bring their own cuDNN (bundled in 1.12, the nvidia-cudnn-cu*
+        wheels from 1.13 on), so the plain CUDA image is a sound base in that case.
+        """
+        distro, release = split_os(os_name)
+        part = f"{self.cudnn_tag[cudnn]}-" if cudnn in self.cudnn_tag else ""
+        return f"nvidia/cuda:{self.full}-{part}{flavor}-{distro}{release}"
+
+
+@dataclass(frozen=True)
+class HorovodFix:
+    torch: SpecifierSet
+    fix: str
+
+
+@dataclass(frozen=True)
+class HorovodRelease:
+    version: str
+    torch: SpecifierSet
+    python: SpecifierSet
+    fixes: tuple[HorovodFix, ...]
+
+    def fixes_for(self, torch: str) -> tuple[str, ...]:
+        return tuple(f.fix for f in self.fixes if f.torch.contains(torch, prereleases=True))
+
+
+@dataclass(frozen=True)
+class Compat:
+    wheel_index: str
+    torch: dict[str, TorchRelease]
+    cuda: dict[str, CudaRelease]
+    cpu_base: dict[str, dict[str, str]]
+    os_python: dict[str, tuple[str, ...]]
+    os_mpi_runtime: dict[str, tuple[str, ...]]
+    horovod: dict[str, HorovodRelease]
+
+    def os_for_cuda(self, cuda: str) -> tuple[str, ...]:
+        if cuda == "cpu":
+            return tuple(self.cpu_base)
+        return self.cuda[cuda].os
+
+    def pythons_for(self, torch: str, os_name: str) -> tuple[str, ...]:
+        """Python versions that both the OS archive offers and the torch release supports."""
+        spec = self.torch[torch].python
+        return tuple(p for p in self.os_python[os_name] if spec.contains(p + ".0"))
+
+    def default_os(self, torch: str, cuda: str) -> str | None:
+        """Newest OS for this build that offers a Python the torch release supports."""
+        candidates = [o for o in self.os_for_cuda(cuda) if self.pythons_for(torch, o)]
+        if cuda == "cpu":
+            return candidates[0] if candidates else None  # cpu_base lists the preferred first
+        return max(candidates, key=lambda o: Version(split_os(o)[1]), default=None)
+
+
+def split_os(os_name: str) -> tuple[str, str]:
+    """'ubuntu20.04' -> ('ubuntu', '20.04'); 'debian12' -> ('debian', '12')."""
+    for i, ch in enumerate(os_name):
+        if ch.isdigit():
+            return os_name[:i], os_name[i:]
+    return os_name, ""
+
+
+def _spec(value: str | None) -> SpecifierSet:
+    return SpecifierSet(value or "")
+
+
+def parse_compat(raw: dict) -> Compat:
+    torch = {
+        str(v): TorchRelease(
+            version=str(v),
+            python=_spec(d["python"]),
+            cuda=tuple(str(c) for c in d.get("cuda") or ()),
+            cpu=bool(d.get("cpu")),
+            cudnn=None if d.get("cudnn") is None else str(d["cudnn"]),
+            torchvision=d.get("torchvision"),
+            torchaudio=d.get("torchaudio"),
+        )
+        for v, d in raw["torch"].items()
+    }
+    cuda = {
+        str(v): CudaRelease(
+            version=str(v),
+            full=str(d["full"]),
+            os=tuple(d["os"]),
+            cudnn=tuple(str(c) for c in d["cudnn"]),
+            cudnn_tag={str(k): str(t) for k, t in d["cudnn_tag"].items()},
+            eol=bool(d["eol"]),
+            min_driver=str(d["min_driver"]),
+            minor_compat_driver=d.get("minor_compat_driver"),
+            archs=tuple(d["archs"]),
+        )
+        for v, d in raw["cuda"].items()
+    }
+    horovod = {
+        str(v): HorovodRelease(
+            version=str(v),
+            torch=_spec(d["torch"]),
+            python=_spec(d["python"]),
+            fixes=tuple(HorovodFix(_spec(f["torch"]), f["fix"]) for f in d.get("fixes") or ()),
+        )
+        for v, d in raw["horovod"].items()
+    }
+    return Compat(
+        wheel_index=raw["wheel_index"],
+        torch=torch,
+        cuda=cuda,
+        cpu_base={k: dict(v) for k, v in raw["cpu_base"].items()},
+        os_python={k: tuple(str(p) for p in v["python"]) for k, v in raw["os"].items()},
+        os_mpi_runtime={k: tuple(v["mpi_runtime"]) for k, v in raw["os"].items()},
+        horovod=horovod,
+    )
+
+
+@functools.cache
+def load_compat(path: Path | None = None) -> Compat:
+    """The shipped compatibility data, or another file with the same shape."""
+    if path is None:
+        path = Path(str(resources.files("gpuimages") / "data" / "compat.yaml"))
+    return parse_compat(load_yaml(path))
+
+
+def version_key(v: str) -> Version:
+    return Version(v)
+
+
+def driver_tuple(v: str) -> tuple[int, ...]:
+    """Driver versions ('465.19.01') compare numerically part by part."""
+    return tuple(int(p) for p in v.split("."))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Makes .venv with gpuimages and its dev/test tools. Idempotent; used by the quickstart,
+# the test script and CI. Needs Python >= 3.10 (python3) and, on a bare Debian/Ubuntu,
+# root to apt-get install python3-venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=${GPUIMAGES_VENV:-.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    echo "bootstrap: python3 -m venv failed; installing python3-venv" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+fi
+stamp="$venv/.gpuimages-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+  touch "$stamp"
+fi
+echo "$venv"
