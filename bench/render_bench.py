@@ -21,69 +21,53 @@ from gpuimages.matrix import load_matrix
 from gpuimages.render import render_all
 
 
-def generate(n: int) -> dict:
-    """Valid entries from the compatibility data, repeated under many repositories' names.
-
-    Names must be unique, so the matrix crosses every valid torch x CUDA x flavor x
-    Python x Horovod choice and stops at n.
-    """
+def entries() -> list[dict]:
+    """Every distinct valid variant the compatibility data allows (names must be unique)."""
     compat = load_compat()
-    entries = []
+    unique: dict[tuple, dict] = {}
     for (version, release), flavor, hvd in itertools.product(
         compat.torch.items(), ("runtime", "devel"), (None, "0.28.1")
     ):
+        if hvd and not compat.horovod[hvd].torch.contains(version):
+            continue
         for cuda in release.builds():
-            for os_name in compat.os_for_cuda(cuda):
-                for python in compat.pythons_for(version, os_name):
-                    if hvd and not compat.horovod[hvd].torch.contains(version):
-                        continue
-                    entries.append({"torch": version, "cuda": cuda, "flavor": flavor,
-                                    "os": os_name, "python": python, "horovod": hvd})
-    # Variant names ignore os/python, so keep the first of each name, then fan out by repo.
-    unique = {}
-    for e in entries:
-        key = (e["torch"], e["cuda"], e["flavor"], e["horovod"])
-        unique.setdefault(key, e)
-    base = list(unique.values())
-    return {"axes": [], "include": base}, base
+            entry = {"torch": version, "cuda": cuda, "flavor": flavor, "horovod": hvd}
+            unique.setdefault((version, cuda, flavor, hvd), entry)
+    return list(unique.values())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--variants", type=int, default=1000)
     args = ap.parse_args()
-    _, base = generate(args.variants)
+    base = entries()
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        # One matrix file per repository keeps names unique; 1,000 variants in all.
+        # The same valid entries under several repositories: 1,000 variants in all.
         files = []
-        per_file = len(base)
-        count = 0
-        i = 0
-        while count < args.variants:
-            take = base[: min(per_file, args.variants - count)]
-            path = tmpdir / f"matrix{i}.yaml"
-            path.write_text(yaml.safe_dump({"repository": f"bench/repo{i}", "include": take}))
+        left = args.variants
+        while left > 0:
+            take = base[:left]
+            path = tmpdir / f"matrix{len(files)}.yaml"
+            path.write_text(yaml.safe_dump({"repository": f"bench/r{len(files)}", "include": take}))
             files.append(path)
-            count += len(take)
-            i += 1
+            left -= len(take)
         load_compat()  # parsed once per process, as in every task
-        timings = {"load+validate": [], "render": []}
-        for _ in range(3):
+        timings: dict[str, list[float]] = {"load+validate": [], "render": []}
+        for run in range(3):
             t0 = time.perf_counter()
-            variants = [v for f in files for v in load_matrix(f).variants]
+            matrices = [load_matrix(f) for f in files]
             t1 = time.perf_counter()
-            out = tmpdir / f"out{_}"
-            for j, f in enumerate(files):
-                mine = tuple(v for v in variants if v.repository == f"bench/repo{j}")
-                render_all(mine, out / f"repo{j}")
+            for i, m in enumerate(matrices):
+                render_all(m.variants, tmpdir / f"out{run}" / str(i))
             t2 = time.perf_counter()
             timings["load+validate"].append(t1 - t0)
             timings["render"].append(t2 - t1)
-        print(f"variants: {len(variants)} in {len(files)} matrix files")
+        total = sum(len(m.variants) for m in matrices)
+        print(f"variants: {total} in {len(files)} matrix files")
         for phase, values in timings.items():
-            print(f"{phase:>14}: best {min(values):.3f} s  (runs: "
-                  + ", ".join(f"{v:.3f}" for v in values) + ")")
+            runs = ", ".join(f"{v:.3f}" for v in values)
+            print(f"{phase:>14}: best {min(values):.3f} s  (runs: {runs})")
 
 
 if __name__ == "__main__":

