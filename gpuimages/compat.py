@@ -66,6 +66,7 @@ class HorovodRelease:
     torch: SpecifierSet
     python: SpecifierSet
     fixes: tuple[HorovodFix, ...]
+    build_requires: tuple[str, ...]
 
     def fixes_for(self, torch: str) -> tuple[str, ...]:
         return tuple(f.fix for f in self.fixes if f.torch.contains(torch, prereleases=True))
@@ -80,6 +81,13 @@ class Compat:
     os_python: dict[str, tuple[str, ...]]
     os_mpi_runtime: dict[str, tuple[str, ...]]
     horovod: dict[str, HorovodRelease]
+    numpy: tuple[tuple[SpecifierSet, dict[str, str]], ...]
+
+    def numpy_for(self, torch: str, python: str) -> str | None:
+        for spec, by_python in self.numpy:
+            if spec.contains(torch, prereleases=True):
+                return by_python.get(python)
+        return None
 
     def os_for_cuda(self, cuda: str) -> tuple[str, ...]:
         if cuda == "cpu":
@@ -144,6 +152,7 @@ def parse_compat(raw: dict) -> Compat:
             torch=_spec(d["torch"]),
             python=_spec(d["python"]),
             fixes=tuple(HorovodFix(_spec(f["torch"]), f["fix"]) for f in d.get("fixes") or ()),
+            build_requires=tuple(d.get("build_requires") or ()),
         )
         for v, d in raw["horovod"].items()
     }
@@ -155,6 +164,10 @@ def parse_compat(raw: dict) -> Compat:
         os_python={k: tuple(str(p) for p in v["python"]) for k, v in raw["os"].items()},
         os_mpi_runtime={k: tuple(v["mpi_runtime"]) for k, v in raw["os"].items()},
         horovod=horovod,
+        numpy=tuple(
+            (_spec(spec), {str(k): str(v) for k, v in table.items()})
+            for spec, table in (raw.get("numpy") or {}).items()
+        ),
     )
 
 

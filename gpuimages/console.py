@@ -48,3 +48,52 @@ def variant_table(variant: Variant) -> Table:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+class BuildProgress:
+    """A live view of several builds: one line per variant with its latest log line."""
+
+    def __init__(self, names: list[str]) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.fields[name]}", style="bold"),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}", style="dim"),
+            console=err_console,
+            transient=False,
+        )
+        self.ids = {n: self.progress.add_task("waiting", name=n, total=None) for n in names}
+
+    def __enter__(self) -> BuildProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def line(self, name: str, text: str) -> None:
+        text = text.strip()
+        if text.startswith("#"):
+            self.progress.update(self.ids[name], description=text[:90])
+
+    def done(self, name: str, status: str) -> None:
+        self.progress.update(self.ids[name], description=status, total=1, completed=1)
+
+
+def build_table(results: list) -> Table:
+    table = Table(title="Build report", title_justify="left")
+    for col in ("variant", "status", "image id", "size MB", "seconds", "log"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        style = "green" if r.ok else "red"
+        table.add_row(
+            r.variant.name,
+            f"[{style}]{r.status}[/{style}]",
+            (r.image_id or "-").removeprefix("sha256:")[:12],
+            f"{r.size_bytes / 1e6:.0f}" if r.size_bytes else "-",
+            f"{r.duration_s:.0f}",
+            str(r.log_path or "-"),
+        )
+    return table

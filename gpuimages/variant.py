@@ -53,6 +53,7 @@ class Variant:
     builder_image: str  # where the venv (and Horovod) is built; CUDA devel for GPU Horovod
     torchvision: str | None
     torchaudio: str | None
+    numpy: str | None
     index_url: str
     min_driver: str | None
     minor_compat_driver: str | None
@@ -60,6 +61,7 @@ class Variant:
     eol: bool
     horovod_fixes: tuple[str, ...]
     mpi_packages: tuple[str, ...]  # OpenMPI runtime packages of the OS (Horovod only)
+    horovod_build_requires: tuple[str, ...]  # pinned, installed before Horovod compiles
     size_budget_mb: int | None = None
 
     @property
@@ -92,7 +94,14 @@ class Variant:
             pins.append(f"torchvision=={self.torchvision}+{self.wheel_tag}")
         if self.torchaudio:
             pins.append(f"torchaudio=={self.torchaudio}+{self.wheel_tag}")
+        if self.numpy:
+            pins.append(f"numpy=={self.numpy}")
         return tuple(pins)
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """Everything pip installs into the venv before Horovod (if any) is compiled."""
+        return self.pip_pins + self.horovod_build_requires
 
     @property
     def require_cuda(self) -> str | None:
@@ -149,6 +158,7 @@ class Variant:
             "horovod": self.horovod,
             "torchvision": self.torchvision,
             "torchaudio": self.torchaudio,
+            "numpy": self.numpy,
             "base_image": self.base_image,
             "builder_image": self.builder_image,
             "index_url": self.index_url,
@@ -346,6 +356,7 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         builder_image=builder_image,
         torchvision=torchvision,
         torchaudio=torchaudio,
+        numpy=compat.numpy_for(torch, python),
         index_url=f"{compat.wheel_index}/{wheel_tag(cuda)}",
         min_driver=cuda_rel.min_driver if cuda_rel else None,
         minor_compat_driver=cuda_rel.minor_compat_driver if cuda_rel else None,
@@ -353,6 +364,7 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         eol=cuda_rel.eol if cuda_rel else False,
         horovod_fixes=fixes,
         mpi_packages=compat.os_mpi_runtime[os_name] if horovod else (),
+        horovod_build_requires=compat.horovod[horovod].build_requires if horovod else (),
         size_budget_mb=budget,
     )
 

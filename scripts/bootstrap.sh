@@ -18,6 +18,10 @@ stamp="$venv/.gpuimages-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+  # The smoke suite's host tests run the real checks on a CPU torch. Where pip is set up
+  # to find a CPU wheel (as on this project's CI machines) this is the small CPU build;
+  # elsewhere add --index-url https://download.pytorch.org/whl/cpu through PIP_INDEX_URL.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==${GPUIMAGES_HOST_TORCH:-2.13.0}"
   touch "$stamp"
 fi
 echo "$venv"

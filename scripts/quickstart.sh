@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian/Ubuntu machine (as root): validate the matrix, render
-# the Dockerfiles and plan the CPU variant's build.
+# The main job on a fresh Debian/Ubuntu machine (as root), with no GPU and no registry
+# access needed: start a Docker engine if none answers, make a local Debian base, fill
+# a wheelhouse, and build the CPU variant from them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=$(bash scripts/bootstrap.sh)
 export PATH="$PWD/$venv/bin:$PATH"
+variant=${GPUIMAGES_VARIANT:-2.13.0-cpu-runtime}
 
-invoke matrix
-invoke render
-invoke build --torch 2.13.0 --cuda cpu --dry-run
+invoke render --check
+invoke wheelhouse --variant "$variant"
+invoke build --variant "$variant" --local-base --wheelhouse wheelhouse --offline

@@ -185,6 +185,7 @@ def test_derived_values_for_1_12_cu113(compat):
         "torch==1.12.0+cu113",
         "torchvision==0.13.0+cu113",
         "torchaudio==0.12.0+cu113",
+        "numpy==1.24.4",
     )
     assert v.index_url == "https://download.pytorch.org/whl/cu113"
     assert v.min_driver == "465.19.01"  # [CRN]
@@ -206,7 +207,7 @@ def test_horovod_fix_applies_from_torch_2_1(compat):
 def test_torchvision_none_drops_torchaudio_too(compat):
     v = resolve(VariantRequest(torch="2.13.0", cuda="cpu", torchvision="none"), compat)
     assert v.torchvision is None and v.torchaudio is None
-    assert v.pip_pins == ("torch==2.13.0+cpu",)
+    assert v.pip_pins == ("torch==2.13.0+cpu", "numpy==2.4.1")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,331 @@
+"""Variant -> image: stage a build context, run BuildKit, check the size budget, tag.
+
+A variant's tag is only ever moved to an image that built completely and fits its size
+budget; a failed build removes the tag so it cannot point at a stale image.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import docker
+import docker.errors
+
+from gpuimages.engine import ROOT, DockerCli
+from gpuimages.errors import CommandError, GpuImagesError, UserInputError
+from gpuimages.runner import capture, run
+from gpuimages.variant import Variant
+
+log = logging.getLogger(__name__)
+
+MB = 1_000_000  # docker reports decimal megabytes
+BUDGET_SLACK = 1.20  # a build may exceed its size budget by 20% before it fails
+CONTEXT_PARTS = ("scripts/image", "scripts/smoke")
+BUILD_TIMEOUT_S = 3 * 3600
+
+
+@dataclass(frozen=True)
+class PackageSources:
+    """Where images get their base and packages: for proxies, mirrors and air gaps."""
+
+    base_image: str | None = None
+    builder_image: str | None = None
+    pip_index_url: str | None = None
+    wheelhouse: Path | None = None
+    ca_bundle: Path | None = None
+    apt_mirror: str | None = None
+    offline: bool = False
+
+    @classmethod
+    def merged(cls, matrix_sources: dict[str, object], **options: object) -> PackageSources:
+        """matrix.yaml's `sources`, overridden by the options given on the command line."""
+        values = {**matrix_sources, **{k: v for k, v in options.items() if v}}
+        for key in ("wheelhouse", "ca_bundle"):
+            if values.get(key):
+                values[key] = Path(str(values[key]))
+        return cls(**values)  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        if self.pip_index_url:
+            parts = urlsplit(self.pip_index_url)
+            if parts.scheme not in ("http", "https", "file"):
+                raise UserInputError(
+                    f"--pip-index-url '{self.pip_index_url}' is not an http(s) URL."
+                )
+            if parts.username or parts.password:
+                raise UserInputError(
+                    "--pip-index-url carries credentials; build arguments are recorded in the "
+                    "image history, so gpuimages refuses them. Use a wheelhouse "
+                    "(--wheelhouse DIR) or a mirror that needs no credentials in the URL."
+                )
+        if self.wheelhouse is not None and not self.wheelhouse.is_dir():
+            raise UserInputError(f"--wheelhouse '{self.wheelhouse}' is not a directory.")
+        if self.offline and self.wheelhouse is None:
+            raise UserInputError("--offline installs only from a wheelhouse: add --wheelhouse DIR.")
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            raise UserInputError(f"--ca-bundle '{self.ca_bundle}' is not a file.")
+
+    def build_args(self, variant: Variant) -> dict[str, str]:
+        args: dict[str, str] = {}
+        if self.base_image:
+            args["BASE_IMAGE"] = self.base_image
+        builder = self.builder_image
+        if builder is None and self.base_image and variant.builder_image == variant.base_image:
+            builder = self.base_image
+        if builder:
+            args["BUILDER_IMAGE"] = builder
+        if self.pip_index_url:
+            args["PIP_INDEX_URL"] = self.pip_index_url
+        if self.offline:
+            args["GPUIMAGES_OFFLINE"] = "1"
+        if self.apt_mirror:
+            args["APT_MIRROR"] = self.apt_mirror
+        return args
+
+
+@dataclass
+class BuildResult:
+    variant: Variant
+    status: str  # built | failed | over-budget | planned
+    image_id: str | None = None
+    tags: list[str] = field(default_factory=list)
+    size_bytes: int | None = None
+    duration_s: float = 0.0
+    log_path: Path | None = None
+    error: str | None = None
+    failed_step: str | None = None
+    layers: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("built", "planned")
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["variant"] = self.variant.as_dict()
+        d["log_path"] = str(self.log_path) if self.log_path else None
+        d["size_mb"] = round(self.size_bytes / MB, 1) if self.size_bytes else None
+        return d
+
+
+def git_revision(root: Path = ROOT) -> str | None:
+    try:
+        return capture(["git", "-C", str(root), "rev-parse", "HEAD"], timeout=10).strip()
+    except GpuImagesError:
+        return None
+
+
+def build_labels(variant: Variant, revision: str | None) -> dict[str, str]:
+    """Labels known only at build time; given with --label so they create no layer."""
+    labels = {
+        "org.opencontainers.image.created": dt.datetime.now(dt.timezone.utc)
+        .replace(microsecond=0)
+        .isoformat(),
+        "org.opencontainers.image.source": os.environ.get(
+            "GPUIMAGES_SOURCE_URL", "https://github.com/gpuimages/gpuimages"
+        ),
+    }
+    if revision:
+        labels["org.opencontainers.image.revision"] = revision
+    return labels
+
+
+def stage_context(variant: Variant, sources: PackageSources, work_dir: Path) -> Path:
+    """A build context holding only what the Dockerfile reads, laid out like the repo."""
+    ctx = work_dir / "context" / variant.name
+    if ctx.exists():
+        shutil.rmtree(ctx)
+    for part in CONTEXT_PARTS:
+        shutil.copytree(ROOT / part, ctx / part, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = ctx / "wheelhouse"
+    wheels.mkdir(parents=True)
+    if sources.wheelhouse:
+        for src in sorted(sources.wheelhouse.iterdir()):
+            if src.is_file() and src.suffix in (".whl", ".gz", ".zip"):
+                try:
+                    os.link(src, wheels / src.name)
+                except OSError:
+                    shutil.copy2(src, wheels / src.name)
+    return ctx
+
+
+_STEP = re.compile(r"^#(\d+) (\[[^\]]+\] .*)$")
+_STEP_ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+
+
+def failed_step(log_text: str) -> str | None:
+    """The BuildKit step that failed, from --progress=plain output."""
+    steps: dict[str, str] = {}
+    for line in log_text.splitlines():
+        m = _STEP.match(line)
+        if m:
+            steps.setdefault(m.group(1), m.group(2))
+            continue
+        m = _STEP_ERROR.match(line)
+        if m and m.group(1) in steps:
+            return steps[m.group(1)][:300]
+    return None
+
+
+def layer_breakdown(client: docker.DockerClient, image_id: str) -> list[dict[str, object]]:
+    rows = []
+    for entry in client.api.history(image_id):
+        created_by = (entry.get("CreatedBy") or "").replace("/bin/bash -o pipefail -c ", "")
+        rows.append(
+            {"size_mb": round(entry.get("Size", 0) / MB, 1), "created_by": created_by[:160]}
+        )
+    return rows
+
+
+def _untag(client: docker.DockerClient, tag: str) -> None:
+    try:
+        client.images.remove(tag, noprune=True)
+        log.info("removed tag %s (it pointed at an older image)", tag)
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        log.warning("could not remove stale tag %s: %s", tag, exc.explanation)
+
+
+def build_one(
+    variant: Variant,
+    cli: DockerCli,
+    sources: PackageSources,
+    *,
+    dockerfiles: Path,
+    work_dir: Path,
+    client: docker.DockerClient,
+    on_line: Callable[[str], None] | None = None,
+    revision: str | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> BuildResult:
+    dockerfile = dockerfiles / variant.name / "Dockerfile"
+    log_path = work_dir / "logs" / f"{variant.name}.log"
+    result = BuildResult(variant, "failed", log_path=log_path)
+    if not dockerfile.is_file():
+        result.error = f"{dockerfile} is missing: run `invoke render` first."
+        return result
+    ctx = stage_context(variant, sources, work_dir)
+    iidfile = work_dir / "iid" / f"{variant.name}.txt"
+    iidfile.parent.mkdir(parents=True, exist_ok=True)
+    iidfile.unlink(missing_ok=True)
+    argv = [
+        *cli.build_argv(),
+        "--progress=plain",
+        "-f",
+        str(dockerfile),
+        "--target",
+        variant.flavor,
+        "--iidfile",
+        str(iidfile),
+    ]
+    for key, value in sorted(sources.build_args(variant).items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    if sources.ca_bundle:
+        argv += ["--secret", f"id=ca-bundle,src={sources.ca_bundle}"]
+    for key, value in sorted(build_labels(variant, revision).items()):
+        argv += ["--label", f"{key}={value}"]
+    argv += [*extra_args, str(ctx)]
+
+    start = time.monotonic()
+    try:
+        run(
+            argv,
+            log_path=log_path,
+            env=cli.build_env(),
+            on_line=on_line,
+            timeout=BUILD_TIMEOUT_S,
+            what=f"build of {variant.name}",
+        )
+    except CommandError as exc:
+        result.duration_s = time.monotonic() - start
+        result.failed_step = failed_step(log_path.read_text(errors="replace"))
+        step = f" at step {result.failed_step}" if result.failed_step else ""
+        result.error = f"build failed{step}; log: {log_path}\n{exc.tail}"
+        _untag(client, variant.tag)
+        return result
+    result.duration_s = time.monotonic() - start
+    image_id = iidfile.read_text().strip()
+    image = client.images.get(image_id)
+    result.image_id = image_id
+    result.size_bytes = int(image.attrs["Size"])
+    result.layers = layer_breakdown(client, image_id)
+
+    budget = variant.size_budget_mb
+    if budget and result.size_bytes > budget * MB * BUDGET_SLACK:
+        result.status = "over-budget"
+        table = "\n".join(f"  {r['size_mb']:>9.1f} MB  {r['created_by']}" for r in result.layers)
+        result.error = (
+            f"image is {result.size_bytes / MB:.0f} MB, over its size budget of {budget} MB by "
+            f"more than {BUDGET_SLACK - 1:.0%}; layers:\n{table}"
+        )
+        _untag(client, variant.tag)
+        return result
+    image.tag(*variant.tag.rsplit(":", 1))
+    result.tags = [variant.tag]
+    result.status = "built"
+    return result
+
+
+def build_many(
+    variants: tuple[Variant, ...],
+    cli: DockerCli,
+    sources: PackageSources,
+    *,
+    dockerfiles: Path,
+    work_dir: Path,
+    jobs: int = 1,
+    on_line: Callable[[Variant, str], None] | None = None,
+    on_done: Callable[[BuildResult], None] | None = None,
+) -> list[BuildResult]:
+    """Build independent variants, `jobs` at a time; results in the variants' order."""
+    sources.validate()
+    client = docker.from_env(timeout=600)
+    revision = git_revision()
+
+    def one(variant: Variant) -> BuildResult:
+        def line_cb(line: str) -> None:
+            if on_line:
+                on_line(variant, line)
+
+        try:
+            res = build_one(
+                variant,
+                cli,
+                sources,
+                dockerfiles=dockerfiles,
+                work_dir=work_dir,
+                client=client,
+                on_line=line_cb,
+                revision=revision,
+            )
+        except GpuImagesError as exc:
+            res = BuildResult(variant, "failed", error=str(exc))
+        if on_done:
+            on_done(res)
+        return res
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, variants))
+
+
+def write_report(results: list[BuildResult], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "schema": 1,
+        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "builds": [r.as_dict() for r in results],
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path

@@ -1,0 +1,134 @@
+"""The Docker engine and CLI gpuimages talks to: find a BuildKit-capable CLI, start an
+engine when none answers, make a local base image for hosts without a registry."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpuimages.errors import CommandError, GpuImagesError, UserInputError
+from gpuimages.runner import capture, run
+from gpuimages.variant import Variant
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+LOCAL_BASE = "gpuimages-local/debian:bookworm"
+
+
+@dataclass(frozen=True)
+class DockerCli:
+    """A docker client and how it builds with BuildKit."""
+
+    path: str
+    buildx: bool  # `docker buildx build --load`; else `DOCKER_BUILDKIT=1 docker build`
+
+    def build_argv(self) -> list[str]:
+        return [self.path, "buildx", "build", "--load"] if self.buildx else [self.path, "build"]
+
+    def build_env(self) -> dict[str, str]:
+        return {} if self.buildx else {"DOCKER_BUILDKIT": "1"}
+
+
+def _candidates(preferred: str | None) -> list[str]:
+    names = [preferred] if preferred else []
+    if os.environ.get("GPUIMAGES_DOCKER"):
+        names.append(os.environ["GPUIMAGES_DOCKER"])
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory) / "docker"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            names.append(str(candidate))
+    names.append("/usr/bin/docker")
+    seen: list[str] = []
+    for name in names:
+        resolved = shutil.which(name) or name
+        if resolved not in seen and Path(resolved).exists():
+            seen.append(resolved)
+    return seen
+
+
+@functools.cache
+def find_docker_cli(preferred: str | None = None) -> DockerCli:
+    """The first docker client that can build with BuildKit.
+
+    A client with the buildx plugin uses it; a client older than 23 has BuildKit built
+    in (Debian's 20.10); a newer client without buildx cannot build with BuildKit and is
+    skipped (the Docker 28 client on some hosts has no buildx plugin).
+    """
+    tried = []
+    for path in _candidates(preferred):
+        try:
+            capture([path, "buildx", "version"], timeout=20)
+            return DockerCli(path, buildx=True)
+        except CommandError:
+            pass
+        try:
+            version = capture([path, "version", "--format", "{{.Client.Version}}"], timeout=20)
+        except CommandError as exc:
+            # The client prints its own version even when the engine is down.
+            version = exc.tail if exc.tail else ""
+            version = next((w for w in version.split() if w[:1].isdigit()), "")
+        major = version.strip().split(".")[0]
+        if major.isdigit() and int(major) < 23:
+            return DockerCli(path, buildx=False)
+        tried.append(f"{path} ({version.strip() or 'unknown version'}, no buildx)")
+    raise GpuImagesError(
+        "No docker client that can build with BuildKit was found"
+        + (f" (tried: {'; '.join(tried)})" if tried else "")
+        + ". Install the buildx plugin (docker-buildx-plugin, or Debian's docker-buildx) or "
+        "Debian's docker.io (its 20.10 client has BuildKit built in), or name one with "
+        "--docker PATH / GPUIMAGES_DOCKER."
+    )
+
+
+def engine_answers(cli: DockerCli) -> bool:
+    try:
+        capture([cli.path, "info", "--format", "{{.ServerVersion}}"], timeout=15)
+        return True
+    except CommandError:
+        return False
+
+
+def ensure_engine(cli: DockerCli, *, start: bool = True) -> None:
+    """Start a Docker engine (scripts/start-docker.sh) when none answers and start is set."""
+    if engine_answers(cli):
+        return
+    if not start:
+        raise GpuImagesError(
+            "No Docker engine answers. Start one (as root: bash scripts/start-docker.sh, or "
+            "systemctl start docker) or pass --start-engine."
+        )
+    log.info("no Docker engine answers: starting one with scripts/start-docker.sh")
+    run(
+        ["bash", str(SCRIPTS / "start-docker.sh")],
+        env={"DOCKER": cli.path},
+        what="starting the Docker engine",
+        timeout=900,
+    )
+
+
+def check_local_base(variants: tuple[Variant, ...]) -> None:
+    """The local base is plain Debian 12: only CPU variants on debian12 can use it."""
+    bad = [v.name for v in variants if not (v.is_cpu and v.os == "debian12")]
+    if bad:
+        raise UserInputError(
+            f"--local-base makes a plain Debian 12 base without CUDA; it fits CPU variants on "
+            f"debian12 only, not: {', '.join(bad)}. Use --base-image with a mirrored "
+            "nvidia/cuda image for GPU variants."
+        )
+
+
+def ensure_local_base(cli: DockerCli, name: str = LOCAL_BASE) -> str:
+    """A debootstrap'd Debian base imported as `name` (made once); returns the name."""
+    run(
+        ["bash", str(SCRIPTS / "make-base-image.sh"), name],
+        env={"DOCKER": cli.path},
+        what="making the local base image",
+        timeout=900,
+    )
+    return name

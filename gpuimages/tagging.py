@@ -1,0 +1,64 @@
+"""Extra names for built images: a registry prefix and opt-in aliases.
+
+The primary tag (`<repository>:<variant name>`) is set by the build; everything here is
+an additional name for the same image id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import docker
+import docker.errors
+
+from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.variant import Variant
+
+log = logging.getLogger(__name__)
+
+
+def registry_tag(variant: Variant, registry: str, name: str | None = None) -> str:
+    """'localhost:5000' + 'gpuimages/pytorch:X' -> 'localhost:5000/gpuimages/pytorch:X'."""
+    registry = registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+    if not registry or " " in registry:
+        raise UserInputError(f"registry '{registry}' is not of the form HOST[:PORT][/NAMESPACE].")
+    return f"{registry}/{variant.repository}:{name or variant.name}"
+
+
+def alias_tags(variant: Variant, aliases: tuple[str, ...], registry: str | None) -> list[str]:
+    tags = []
+    for alias in aliases:
+        if not alias or ":" in alias or "/" in alias:
+            raise UserInputError(
+                f"alias '{alias}' is not a tag name (letters, digits, '.', '_', '-'), e.g. latest."
+            )
+        tags.append(f"{variant.repository}:{alias}")
+        if registry:
+            tags.append(registry_tag(variant, registry, alias))
+    return tags
+
+
+def add_tags(
+    variant: Variant,
+    *,
+    registry: str | None = None,
+    aliases: tuple[str, ...] = (),
+    client: docker.DockerClient | None = None,
+) -> list[str]:
+    """Add the registry-prefixed tag and aliases to the image the variant's tag names."""
+    client = client or docker.from_env()
+    try:
+        image = client.images.get(variant.tag)
+    except docker.errors.ImageNotFound:
+        raise GpuImagesError(
+            f"{variant.tag} does not exist locally: build it first (invoke build --variant "
+            f"{variant.name})."
+        ) from None
+    wanted = ([registry_tag(variant, registry)] if registry else []) + alias_tags(
+        variant, aliases, registry
+    )
+    for tag in wanted:
+        repo, name = tag.rsplit(":", 1)
+        image.tag(repo, name)
+        log.info("tagged %s -> %s", tag, image.id)
+    return wanted

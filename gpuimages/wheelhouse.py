@@ -1,0 +1,58 @@
+"""A wheelhouse for offline builds: `pip download` of exactly what a variant installs.
+
+Made on the host (which may reach an index through a proxy or a mirror) and bound into
+the build, so the build itself needs no index, no proxy and no CA bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from gpuimages.runner import run
+from gpuimages.variant import Variant
+
+log = logging.getLogger(__name__)
+
+# pip matches manylinux tags exactly; torch and friends use these.
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux_2_12_x86_64",
+    "manylinux2010_x86_64",
+)
+
+
+def download(variant: Variant, dest: Path, *, log_dir: Path | None = None) -> Path:
+    """Fill dest with the wheels (and Horovod's sdist) the variant's build installs."""
+    dest.mkdir(parents=True, exist_ok=True)
+    log_path = (log_dir or dest) / f"wheelhouse-{variant.name}.log"
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--dest",
+        str(dest),
+    ]
+    target = ["--only-binary=:all:", "--python-version", variant.python, "--implementation", "cp"]
+    for platform in PLATFORMS:
+        target += ["--platform", platform]
+    run(
+        [*base, *target, "--extra-index-url", variant.index_url, *variant.requirements],
+        log_path=log_path,
+        what=f"pip download for {variant.name}",
+    )
+    if variant.horovod:
+        # Horovod ships no wheels: its sdist is compiled in the image's builder stage.
+        run(
+            [*base, "--no-deps", "--no-binary", "horovod", f"horovod=={variant.horovod}"],
+            log_path=log_path.with_suffix(".horovod.log"),
+            what="pip download of Horovod",
+        )
+    log.info("wheelhouse %s: %d files", dest, sum(1 for _ in dest.iterdir()))
+    return dest
