@@ -5,9 +5,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nox
+
+sys.path.insert(0, str(Path(__file__).parent))
+try:  # the per-variant sessions are parametrized from the matrix
+    from gpuimages.matrix import load_matrix
+
+    VARIANTS = [v.name for v in load_matrix("matrix.yaml").variants]
+except ImportError:  # gpuimages' dependencies not importable by this nox: no variant sessions
+    VARIANTS = []
 
 nox.options.sessions = ["lint", "tests", "render_check"]
 nox.options.reuse_existing_virtualenvs = True
@@ -37,3 +46,25 @@ def render_check(session: nox.Session) -> None:
     """Fail when dockerfiles/ has drifted from templates/ and matrix.yaml."""
     session.install("-e", ".")
     session.run("invoke", "render", "--check")
+
+
+# Per-variant sessions for GPU CI runners, e.g.
+#   nox -s "build(variant='1.12.0-cuda11.3-cudnn8-runtime')"
+#   nox -s "smoke(variant='1.12.0-cuda11.3-cudnn8-runtime')" -- --require-gpus 2
+# Extra arguments after `--` go to the invoke task.
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("variant", VARIANTS)
+def build(session: nox.Session, variant: str) -> None:
+    """Build one variant's image (BuildKit)."""
+    session.install("-e", ".")
+    session.run("invoke", "build", "--variant", variant, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("variant", VARIANTS)
+def smoke(session: nox.Session, variant: str) -> None:
+    """Smoke-test one built variant; reports in reports/smoke/ (JSON + JUnit XML)."""
+    session.install("-e", ".")
+    session.run("invoke", "smoke", "--variant", variant, *session.posargs)

@@ -17,6 +17,8 @@ from gpuimages.engine import check_local_base, ensure_engine, ensure_local_base,
 from gpuimages.matrix import load_matrix
 from gpuimages.render import render_all
 from gpuimages.select import select, warnings_for
+from gpuimages.smoke import SmokeOptions, report_path, write_reports
+from gpuimages.smoke import smoke as run_smoke
 from gpuimages.tagging import add_tags
 from gpuimages.wheelhouse import download
 
@@ -50,10 +52,15 @@ VARIANT_HELP = {
     "offline": "pip installs only from --wheelhouse",
     "local_base": "CPU variants: use a local debootstrap Debian base (no registry pull)",
     "start_engine": "start a Docker engine (as root) when none answers",
-    "report": f"build report JSON (default {BUILD_REPORT})",
+    "report": "report path (build: build/reports/build-report.json; smoke: reports/smoke/)",
     "dest": "wheelhouse directory (default wheelhouse)",
     "registry": "registry prefix HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry)",
     "alias": "extra tag name in the same repository, e.g. latest (repeatable)",
+    "gpus": "GPUs for the containers: all, none, or 0,1 (default: none for CPU variants)",
+    "shm_size": "shared memory size, e.g. 8g (default: --ipc=host)",
+    "timeout": "seconds per check before it is killed and reported failed (default 300)",
+    "require_gpus": "fail (not skip) the GPU checks when fewer GPUs are visible",
+    "no_multinode": "skip the two-container multi-node DDP run",
 }
 VARIANT_OPTIONS = ("torch", "cuda", "cudnn", "flavor", "python", "os", "horovod")
 
@@ -283,3 +290,128 @@ def tag(
     for v in variants:
         for t in add_tags(v, registry=registry or m.registry, aliases=tuple(alias or ())):
             ui.console.print(f"tagged {t}")
+
+
+@task(
+    auto_shortflags=False,
+    iterable=["variant"],
+    help=helps(*VARIANT_OPTIONS, "all", "variant", "matrix", "gpus", "shm_size", "timeout",
+               "require_gpus", "no_multinode", "report"),
+)
+@guarded
+def smoke(c, torch=None, cuda=None, cudnn=None, flavor=None, python=None, os=None,
+          horovod=None, all=False, variant=None, matrix=MATRIX, gpus=None, shm_size=None,
+          timeout=300, require_gpus=None, no_multinode=False, report=None):
+    """Smoke-test built images (nvidia-smi, CUDA, DDP, multi-node, Horovod); JSON + JUnit."""
+    _, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os,
+                            horovod)
+    options = SmokeOptions(gpus=gpus, shm_size=shm_size, timeout_s=int(timeout),
+                           require_gpus=None if require_gpus is None else int(require_gpus),
+                           multinode=not no_multinode)
+    failed = []
+    for v in variants:
+        ui.console.print(f"smoke-testing {v.tag} ...")
+        result = run_smoke(v, options)
+        path, junit = write_reports(result, report_path(v, report, len(variants)))
+        ui.console.print(ui.smoke_table(result))
+        ui.console.print(f"report: {path}  junit: {junit}")
+        if result["status"] != "passed":
+            failed.append(v.name)
+    if failed:
+        raise Exit(f"error: smoke tests failed for: {', '.join(failed)}", code=1)
+
+
+# --- publish (issue 6): push smoke-tested images, write the release manifest ----------
+
+from rich.table import Table  # noqa: E402
+
+from gpuimages.publish import SMOKE_REPORTS, RetryPolicy, publish_release  # noqa: E402
+
+VARIANT_HELP.update(
+    {
+        "reports": f"folder of smoke reports, <variant name>.json each (default {SMOKE_REPORTS})",
+        "tries": "attempts per push/verify on transient registry errors (default 4)",
+        "backoff": "seconds before the first retry, doubled each time (default 1)",
+    }
+)
+PUBLISH_HELP = {
+    **helps(*VARIANT_OPTIONS, "all", "variant", "matrix", "reports", "dry_run", "tries", "backoff"),
+    "registry": "HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry, else a local "
+    "registry this task starts on 127.0.0.1:5000)",
+    "dry_run": "check the smoke gate and show what would be pushed where; push nothing",
+}
+
+
+@task(auto_shortflags=False, iterable=["variant"], help=PUBLISH_HELP)
+@guarded
+def publish(
+    c,
+    torch=None,
+    cuda=None,
+    cudnn=None,
+    flavor=None,
+    python=None,
+    os=None,
+    horovod=None,
+    all=False,
+    variant=None,
+    matrix=MATRIX,
+    registry=None,
+    reports=str(SMOKE_REPORTS),
+    dry_run=False,
+    tries=None,
+    backoff=None,
+):
+    """Push images whose smoke report passed for that exact image id; write a release manifest."""
+    m, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod)
+    try:
+        policy = RetryPolicy.from_env(
+            tries=None if tries is None else int(tries),
+            backoff_s=None if backoff is None else float(backoff),
+        )
+    except ValueError:
+        raise Exit(
+            "error: --tries takes a whole number, --backoff a number of seconds.", 2
+        ) from None
+    outcome = publish_release(
+        variants,
+        registry=registry or m.registry,
+        reports=Path(reports),
+        dry_run=dry_run,
+        policy=policy,
+    )
+    if dry_run and not (registry or m.registry):
+        ui.console.print(
+            "no registry configured: a real run starts a local registry on 127.0.0.1:5000"
+        )
+    if outcome.started_local_registry:
+        ui.console.print(
+            f"no registry configured (--registry, or `registry:` in {matrix}): started a local "
+            f"registry at {outcome.registry.url} (scripts/start-registry.sh)"
+        )
+    table = Table(
+        title=f"{'Publish plan' if dry_run else 'Published'}: {outcome.registry}",
+        title_justify="left",
+    )
+    for col in ("variant", "status", "registry tag", "digest", "smoke report"):
+        table.add_column(col, overflow="fold")
+    for r in outcome.results:
+        style = "green" if r.ok else "red"
+        table.add_row(
+            r.variant.name,
+            f"[{style}]{r.status}[/{style}]",
+            r.registry_tag or "-",
+            r.digest or "-",
+            str(r.report_path or "-"),
+        )
+    ui.console.print(table)
+    for r in outcome.not_published:
+        ui.err_console.print(f"[red]{r.status}[/red] {r.variant.name}: {r.reason}", soft_wrap=True)
+    if outcome.manifest_md:
+        ui.console.print(f"release notes: {outcome.manifest_md}")
+    if outcome.manifest_json:
+        ui.console.print(f"release manifest: {outcome.manifest_json}", soft_wrap=True)
+    if outcome.not_published:
+        names = ", ".join(r.variant.name for r in outcome.not_published)
+        total = len(outcome.results)
+        raise Exit(f"error: {len(outcome.not_published)} of {total} not published: {names}", 1)

@@ -6,7 +6,7 @@ The facts live in YAML with a source per line; this module only reads and querie
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -82,6 +82,13 @@ class Compat:
     os_mpi_runtime: dict[str, tuple[str, ...]]
     horovod: dict[str, HorovodRelease]
     numpy: tuple[tuple[SpecifierSet, dict[str, str]], ...]
+    driver_cuda: dict[str, str] = field(default_factory=dict)  # CUDA -> its first driver
+
+    def cuda_for_driver(self, driver: str) -> str | None:
+        """The newest CUDA release this driver supports (what NVIDIA_REQUIRE_CUDA meets)."""
+        have = driver_tuple(driver)
+        reached = [c for c, d in self.driver_cuda.items() if have >= driver_tuple(d)]
+        return max(reached, key=Version, default=None)
 
     def numpy_for(self, torch: str, python: str) -> str | None:
         for spec, by_python in self.numpy:
@@ -168,6 +175,7 @@ def parse_compat(raw: dict) -> Compat:
             (_spec(spec), {str(k): str(v) for k, v in table.items()})
             for spec, table in (raw.get("numpy") or {}).items()
         ),
+        driver_cuda={str(k): str(v) for k, v in (raw.get("driver_cuda") or {}).items()},
     )
 
 

@@ -97,3 +97,19 @@ def build_table(results: list) -> Table:
             str(r.log_path or "-"),
         )
     return table
+
+
+def smoke_table(report: dict) -> Table:
+    table = Table(title=f"Smoke: {report['tag']} ({report['status']})", title_justify="left")
+    for col in ("check", "status", "seconds", "reason"):
+        table.add_column(col, overflow="fold")
+    colors = {"passed": "green", "failed": "red", "skipped": "yellow"}
+    for check in report["checks"]:
+        color = colors.get(check["status"], "white")
+        table.add_row(
+            check["name"],
+            f"[{color}]{check['status']}[/{color}]",
+            f"{check.get('duration_s', 0):.1f}",
+            check.get("reason", ""),
+        )
+    return table

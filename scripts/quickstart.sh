@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian/Ubuntu machine (as root), with no GPU and no registry
 # access needed: start a Docker engine if none answers, make a local Debian base, fill
-# a wheelhouse, and build the CPU variant from them.
+# a wheelhouse, build the CPU variant from them and smoke-test that exact image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +12,4 @@ variant=${GPUIMAGES_VARIANT:-2.13.0-cpu-runtime}
 invoke render --check
 invoke wheelhouse --variant "$variant"
 invoke build --variant "$variant" --local-base --wheelhouse wheelhouse --offline
+invoke smoke --variant "$variant"
