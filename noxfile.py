@@ -68,3 +68,13 @@ def smoke(session: nox.Session, variant: str) -> None:
     """Smoke-test one built variant; reports in reports/smoke/ (JSON + JUnit XML)."""
     session.install("-e", ".")
     session.run("invoke", "smoke", "--variant", variant, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("variant", VARIANTS)
+def publish(session: nox.Session, variant: str) -> None:
+    """Push one smoke-tested variant; release manifest in reports/release/<UTC time>/."""
+    # Extra `invoke publish` options after `--`, e.g. `-- --registry ghcr.io/my-org`.
+    # Credentials: GPUIMAGES_REGISTRY_USER / GPUIMAGES_REGISTRY_PASSWORD, or docker login.
+    session.install("-e", ".")
+    session.run("invoke", "publish", "--variant", variant, *session.posargs)

@@ -61,6 +61,20 @@ VARIANT_HELP = {
     "timeout": "seconds per check before it is killed and reported failed (default 300)",
     "require_gpus": "fail (not skip) the GPU checks when fewer GPUs are visible",
     "no_multinode": "skip the two-container multi-node DDP run",
+    "image": "a local image to use instead of a variant's (any name docker knows)",
+    "mount": "host directory mounted at /workspace, the working directory",
+    "ipc_host": "share the host's IPC namespace and /dev/shm (the default without --shm-size)",
+    "cmd": "the command as one shell string, instead of the words after --",
+    "require_gpu": "exit 1 when this host has no usable NVIDIA GPU",
+    "driver": "answer for a hypothetical host with this driver, e.g. 450.80.02 (no host checks)",
+    "gpu_arch": "GPU compute capability to judge against the wheels, e.g. sm_86 or 8.6",
+    "nodes": "number of nodes (machines)",
+    "gpus_per_node": "GPUs (processes) per node",
+    "master_addr": "address of node 0 that every node can reach",
+    "master_port": "TCP port of the rendezvous on node 0 (default 29500)",
+    "hosts": "every node's address, master first, e.g. 10.0.0.1,10.0.0.2 (Horovod's -H)",
+    "k8s": "write the Kubernetes manifest (PyTorchJob, or MPIJob with --horovod) into DIR",
+    "job_name": "Kubernetes job name (default from the variant)",
 }
 VARIANT_OPTIONS = ("torch", "cuda", "cudnn", "flavor", "python", "os", "horovod")
 
@@ -230,7 +244,7 @@ def build(
         if r.ok:
             ui.console.print(f"image {r.tags[0]} ({r.image_id})")
         else:
-            ui.err_console.print(f"[red]{r.variant.name}: {r.error}[/red]")
+            ui.err_console.print(f"{r.variant.name}: {r.error}", style="red", markup=False)
     ui.console.print(f"report: {path}")
     failed = [r.variant.name for r in results if not r.ok]
     if failed:
@@ -295,19 +309,48 @@ def tag(
 @task(
     auto_shortflags=False,
     iterable=["variant"],
-    help=helps(*VARIANT_OPTIONS, "all", "variant", "matrix", "gpus", "shm_size", "timeout",
-               "require_gpus", "no_multinode", "report"),
+    help=helps(
+        *VARIANT_OPTIONS,
+        "all",
+        "variant",
+        "matrix",
+        "gpus",
+        "shm_size",
+        "timeout",
+        "require_gpus",
+        "no_multinode",
+        "report",
+    ),
 )
 @guarded
-def smoke(c, torch=None, cuda=None, cudnn=None, flavor=None, python=None, os=None,
-          horovod=None, all=False, variant=None, matrix=MATRIX, gpus=None, shm_size=None,
-          timeout=300, require_gpus=None, no_multinode=False, report=None):
+def smoke(
+    c,
+    torch=None,
+    cuda=None,
+    cudnn=None,
+    flavor=None,
+    python=None,
+    os=None,
+    horovod=None,
+    all=False,
+    variant=None,
+    matrix=MATRIX,
+    gpus=None,
+    shm_size=None,
+    timeout=300,
+    require_gpus=None,
+    no_multinode=False,
+    report=None,
+):
     """Smoke-test built images (nvidia-smi, CUDA, DDP, multi-node, Horovod); JSON + JUnit."""
-    _, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os,
-                            horovod)
-    options = SmokeOptions(gpus=gpus, shm_size=shm_size, timeout_s=int(timeout),
-                           require_gpus=None if require_gpus is None else int(require_gpus),
-                           multinode=not no_multinode)
+    _, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod)
+    options = SmokeOptions(
+        gpus=gpus,
+        shm_size=shm_size,
+        timeout_s=int(timeout),
+        require_gpus=None if require_gpus is None else int(require_gpus),
+        multinode=not no_multinode,
+    )
     failed = []
     for v in variants:
         ui.console.print(f"smoke-testing {v.tag} ...")
@@ -415,3 +458,211 @@ def publish(
         names = ", ".join(r.variant.name for r in outcome.not_published)
         total = len(outcome.results)
         raise Exit(f"error: {len(outcome.not_published)} of {total} not published: {names}", 1)
+
+
+# --- host doctor, run helper, multi-node launch (issue 7) -------------------------------
+
+import shlex  # noqa: E402
+import sys  # noqa: E402
+
+from gpuimages import container as containers  # noqa: E402
+from gpuimages import launch as launching  # noqa: E402
+from gpuimages.doctor import diagnose  # noqa: E402
+from gpuimages.errors import UserInputError  # noqa: E402
+from gpuimages.tagging import registry_tag  # noqa: E402
+
+DOCTOR_HELP = {
+    **helps(*VARIANT_OPTIONS, "variant", "matrix", "json", "driver", "gpu_arch", "require_gpu"),
+    "image": "also run `docker run --rm --gpus all IMAGE nvidia-smi` for real (exit 1 if it fails)",
+}
+RUN_HELP = {
+    **helps(*VARIANT_OPTIONS, "variant", "matrix", "image", "gpus", "mount", "shm_size"),
+    **helps("ipc_host", "cmd"),
+    "dry_run": "print the equivalent `docker run` line and nothing else; start nothing",
+}
+LAUNCH_OPTIONS = ("torch", "cuda", "cudnn", "flavor", "python", "os")
+LAUNCH_HELP = {
+    **helps(*LAUNCH_OPTIONS, "variant", "matrix", "nodes", "gpus_per_node", "master_addr"),
+    **helps("master_port", "hosts", "k8s", "job_name", "mount", "shm_size", "registry"),
+    "horovod": "Horovod job: horovodrun/mpirun and an MPIJob (the variant's Horovod image)",
+}
+
+
+def _after_dashes(c) -> list[str]:
+    """The words after `--` as the shell passed them (invoke's remainder re-joins them)."""
+    if "--" in sys.argv:
+        return sys.argv[sys.argv.index("--") + 1 :]
+    return shlex.split(c.remainder) if c.remainder else []
+
+
+@task(name="doctor", auto_shortflags=False, iterable=["variant"], help=DOCTOR_HELP)
+@guarded
+def doctor_task(
+    c,
+    json=False,
+    driver=None,
+    gpu_arch=None,
+    image=None,
+    require_gpu=False,
+    torch=None,
+    cuda=None,
+    cudnn=None,
+    flavor=None,
+    python=None,
+    os=None,
+    horovod=None,
+    variant=None,
+    matrix=MATRIX,
+):
+    """Is this host ready for the images, and which variants can its driver (or --driver) run?"""
+    chosen = bool(variant) or any((torch, cuda, cudnn, flavor, python, os, horovod))
+    args = (variant, torch, cuda, cudnn, flavor, python, os, horovod)
+    _, variants = _selected(matrix, not chosen, *args)
+    report = diagnose(
+        variants,
+        load_compat(),
+        driver=driver,
+        gpu_arch=gpu_arch,
+        image=image,
+        require_gpu=require_gpu,
+    )
+    if json:
+        print(jsonlib.dumps(report.as_dict(), indent=2))
+    else:
+        ui.print_doctor(report)
+    if report.exit_code:
+        raise Exit(code=report.exit_code)
+
+
+@task(name="run", auto_shortflags=False, help=RUN_HELP)
+@guarded
+def run_task(
+    c,
+    torch=None,
+    cuda=None,
+    cudnn=None,
+    flavor=None,
+    python=None,
+    os=None,
+    horovod=None,
+    variant=None,
+    image=None,
+    matrix=MATRIX,
+    gpus=None,
+    mount=None,
+    shm_size=None,
+    ipc_host=False,
+    dry_run=False,
+    cmd=None,
+):
+    """Run a command in a variant's image: `invoke run --variant NAME -- python train.py`."""
+    command = containers.split_command(cmd, _after_dashes(c))
+    chosen = None
+    if image:
+        if variant or any((torch, cuda, cudnn, flavor, python, os, horovod)):
+            raise UserInputError("Give either --image or a variant (--variant/--torch ...).")
+        default_gpus = "all"
+    else:
+        args = (variant, torch, cuda, cudnn, flavor, python, os, horovod)
+        chosen = _selected(matrix, False, *args)[1][0]
+        image, default_gpus = chosen.tag, "none" if chosen.is_cpu else "all"
+    spec = containers.make_spec(
+        image,
+        command,
+        gpus=containers.parse_gpus(gpus, default_gpus),
+        mount=mount,
+        shm_size=shm_size,
+        ipc_host=ipc_host,
+    )
+    if dry_run:
+        print(spec.docker_line())
+        return
+    client = containers.engine_client()
+    if chosen is not None:
+        containers.local_image(chosen, client)
+    ui.err_console.print(f"$ {spec.docker_line()}", markup=False, soft_wrap=True)
+    code = containers.run(spec, client, on_line=lambda line: print(line, flush=True))
+    if code:
+        raise Exit(code=code)
+
+
+@task(name="launch", auto_shortflags=False, help=LAUNCH_HELP)
+@guarded
+def launch_task(
+    c,
+    nodes=None,
+    gpus_per_node=None,
+    master_addr=None,
+    master_port=launching.DEFAULT_PORT,
+    horovod=False,
+    hosts=None,
+    k8s=None,
+    job_name=None,
+    mount=None,
+    shm_size=None,
+    registry=None,
+    torch=None,
+    cuda=None,
+    cudnn=None,
+    flavor=None,
+    python=None,
+    os=None,
+    variant=None,
+    matrix=MATRIX,
+):
+    """Per-node commands (torchrun, or horovodrun/mpirun) and --k8s manifests for one job."""
+    missing = [
+        f"--{n}"
+        for n, v in (
+            ("nodes", nodes),
+            ("gpus-per-node", gpus_per_node),
+            ("master-addr", master_addr),
+        )
+        if v is None
+    ]
+    if missing:
+        raise UserInputError(
+            f"{', '.join(missing)} missing: e.g. invoke launch --variant NAME --nodes 2 "
+            "--gpus-per-node 8 --master-addr 10.0.0.1 -- train.py"
+        )
+    args = (variant, torch, cuda, cudnn, flavor, python, os, None)
+    m, (chosen,) = _selected(matrix, False, *args)
+    if horovod and not chosen.horovod:
+        twins = [
+            v
+            for v in m.variants
+            if v.horovod
+            and (v.torch, v.cuda, v.flavor) == (chosen.torch, chosen.cuda, chosen.flavor)
+        ]
+        if len(twins) != 1:
+            names = ", ".join(v.name for v in m.variants if v.horovod) or "none"
+            raise UserInputError(
+                f"--horovod needs a Horovod image and {m.path} has {len(twins) or 'no'} Horovod "
+                f"twin of {chosen.name}: pass --variant with one of: {names}."
+            )
+        chosen = twins[0]
+    registry = registry or m.registry
+    image = registry_tag(chosen, registry) if registry else chosen.tag
+    plan = launching.make_plan(
+        chosen,
+        image,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        master_addr=master_addr,
+        master_port=master_port,
+        script=tuple(_after_dashes(c)),
+        hosts=tuple(h.strip() for h in hosts.split(",")) if hosts else (),
+        horovod=horovod,
+        job_name=job_name,
+        mount=mount,
+        shm_size=shm_size,
+    )
+    ui.print_commands(launching.commands(plan), launching.notes(plan))
+    if k8s:
+        path = launching.write_manifest(plan, k8s)
+        doc = launching.manifest(plan)
+        ui.console.print(
+            f"# wrote {path} ({doc['kind']} {doc['apiVersion']}): kubectl apply -f {path}",
+            markup=False,
+            soft_wrap=True,
+        )

@@ -113,3 +113,82 @@ def smoke_table(report: dict) -> Table:
             check.get("reason", ""),
         )
     return table
+
+
+# --- doctor, run, launch (issue 7) -----------------------------------------------------
+
+DOCTOR_COLORS = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+VERDICT_COLORS = {
+    "supported": "green",
+    "no GPU needed": "green",
+    "minor-version compatibility, with limits": "yellow",
+    "refused by NVIDIA_REQUIRE_CUDA": "red",
+    "unsupported": "red",
+    "no NVIDIA driver here": "dim",
+}
+
+
+def doctor_checks_table(checks: Iterable) -> Table:
+    from rich.markup import escape
+
+    table = Table(title="Host checks", title_justify="left")
+    for col in ("check", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    for check in checks:
+        color = DOCTOR_COLORS.get(check.status, "white")
+        table.add_row(check.name, f"[{color}]{check.status}[/{color}]", escape(check.detail))
+    return table
+
+
+def verdicts_table(verdicts: Iterable, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("variant", "verdict", "driver vs CUDA", "container start", "GPU arch"):
+        table.add_column(col, overflow="fold")
+    for v in verdicts:
+        color = VERDICT_COLORS.get(v.verdict, "white")
+        table.add_row(v.variant, f"[{color}]{v.verdict}[/{color}]", v.driver, v.start, v.arch)
+    return table
+
+
+def print_doctor(report) -> None:
+    """Checks, the fix of every failed or warned check, verdicts, and why (once per reason)."""
+    from rich.markup import escape
+
+    if report.checks:
+        console.print(doctor_checks_table(report.checks))
+        fixes: dict[str, list] = {}
+        for check in report.checks:
+            if check.fix and check.status in ("fail", "warn"):
+                fixes.setdefault(check.fix, []).append(check)
+        for fix, checks in fixes.items():
+            color = DOCTOR_COLORS[checks[0].status]
+            names = ", ".join(f"{c.name} ({c.status})" for c in checks)
+            console.print(f"\n[{color}]Fix for {escape(names)}[/{color}]:")
+            console.print(escape(fix), soft_wrap=True)
+    host = f"driver {report.driver}" if report.driver else "this host (no NVIDIA driver)"
+    if report.gpu_archs:
+        host += f", GPU {', '.join(report.gpu_archs)}"
+    title = ("Hypothetical host: " if report.hypothetical else "Variants on ") + host
+    console.print()
+    console.print(verdicts_table(report.verdicts, title))
+    reasons: dict[str, list[str]] = {}
+    for v in report.verdicts:
+        reasons.setdefault(v.detail, []).append(v.variant)
+    for detail, names in reasons.items():
+        console.print(f"\n[bold]{', '.join(names)}[/bold]: {escape(detail)}")
+    for note in report.notes:
+        console.print(f"\n{escape(note)}")
+    failed = [c.name for c in report.failed]
+    if failed:
+        err_console.print(
+            f"\n[red]doctor: {len(failed)} check(s) failed: {', '.join(failed)}[/red]"
+        )
+
+
+def print_commands(commands: Iterable[tuple[str, str]], notes: Iterable[str] = ()) -> None:
+    """Shell lines, unwrapped and without markup, each under a '# label' comment."""
+    for label, line in commands:
+        console.print(f"# {label}", markup=False, soft_wrap=True)
+        console.print(line, markup=False, soft_wrap=True)
+    for note in notes:
+        console.print(f"# note: {note}", markup=False, soft_wrap=True)

@@ -36,6 +36,9 @@ class DockerfileContext:
     tag: str
     index_url: str
     builder_apt: tuple[str, ...]
+    horovod_apt: tuple[str, ...]
+    horovod_requirements: tuple[str, ...]
+    venv_stage: str
     runtime_apt: tuple[str, ...]
     devel_apt: tuple[str, ...]
     pip_pins: tuple[str, ...]
@@ -49,9 +52,13 @@ class DockerfileContext:
 def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> DockerfileContext:
     py = f"python{variant.python}"
     builder_apt = [py, f"{py}-venv", "ca-certificates"]
-    if variant.horovod:
-        # Horovod compiles against torch: a C++ toolchain, CMake, Python and MPI headers.
-        builder_apt += ["g++", "make", "cmake", f"{py}-dev", "libopenmpi-dev", "openmpi-bin"]
+    # Horovod compiles against torch: a C++ toolchain, CMake, Python and MPI headers. Its
+    # stage starts from the torch venv, so variants with and without it share that layer.
+    horovod_apt = (
+        ["g++", "make", "cmake", f"{py}-dev", "libopenmpi-dev", "openmpi-bin"]
+        if variant.horovod
+        else []
+    )
     runtime_apt = [py, "ca-certificates", *variant.mpi_packages]
     devel_apt = ["g++", "make", "ninja-build", f"{py}-dev"] if variant.flavor == "devel" else []
 
@@ -91,9 +98,12 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
         tag=variant.tag,
         index_url=variant.index_url,
         builder_apt=tuple(sorted(set(builder_apt))),
+        horovod_apt=tuple(sorted(set(horovod_apt))),
+        horovod_requirements=variant.horovod_build_requires,
+        venv_stage="horovod" if variant.horovod else "builder",
         runtime_apt=tuple(sorted(set(runtime_apt))),
         devel_apt=tuple(sorted(set(devel_apt))),
-        pip_pins=variant.requirements,
+        pip_pins=variant.pip_pins,
         horovod=variant.horovod,
         horovod_fixes=" ".join(variant.horovod_fixes),
         horovod_env=tuple(horovod_env),

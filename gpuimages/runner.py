@@ -64,7 +64,12 @@ def run(
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     full_env = None if env is None else {**os.environ, **env}
     start = time.monotonic()
-    with open(log_path, "w", encoding="utf-8") if log_path else open(os.devnull, "w") as sink:
+    # Line-buffered, so `tail -f` on a build log follows the build as it runs.
+    with (
+        open(log_path, "w", encoding="utf-8", buffering=1)
+        if log_path
+        else open(os.devnull, "w") as sink
+    ):
         sink.write(f"$ {shown}\n")
         sink.flush()
         proc = subprocess.Popen(

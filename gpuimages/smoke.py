@@ -24,7 +24,8 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest
 
-from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.container import RunSpec, parse_gpus, start_error
+from gpuimages.errors import GpuImagesError
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 SUITE = "/opt/gpuimages/smoke/suite.py"
 SCHEMA = 1
 SMOKE_LABEL = "io.gpuimages.smoke-run"
-NO_GPU_RUNTIME = 'could not select device driver ""'
 REPORT_DIR = Path("reports/smoke")
 MASTER_PORT = 29500
 
@@ -50,16 +50,8 @@ class SmokeOptions:
 
 
 def device_requests(gpus: str) -> list[DeviceRequest]:
-    """--gpus all | none | 0,1 as the docker API's device requests."""
-    value = gpus.strip().lower()
-    if value in ("none", "", "0-gpus"):
-        return []
-    if value == "all":
-        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    ids = [p.strip() for p in value.split(",") if p.strip()]
-    if not all(i.isdigit() for i in ids):
-        raise UserInputError(f"--gpus '{gpus}' is not valid: use all, none, or indices like 0,1.")
-    return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+    """--gpus all | none | 0,1 as the docker API's device requests (as `invoke run` does)."""
+    return RunSpec(image="", command=(), gpus=parse_gpus(gpus, "all")).device_requests()
 
 
 class Containers:
@@ -88,15 +80,7 @@ class Containers:
             self.containers.append(container)
             container.start()
         except docker.errors.APIError as exc:
-            text = str(exc.explanation or exc)
-            if NO_GPU_RUNTIME in text:
-                raise GpuImagesError(
-                    "No NVIDIA container runtime on this host: Docker cannot hand GPUs to "
-                    "containers (--gpus). Install nvidia-container-toolkit, run `nvidia-ctk "
-                    "runtime configure --runtime=docker` and restart Docker; `invoke doctor` "
-                    "checks the whole chain. To smoke-test without GPUs, pass --gpus none."
-                ) from None
-            raise GpuImagesError(f"could not start a container from {image}: {text}") from None
+            raise start_error(exc, image) from None
         return container
 
     def network(self, name: str):

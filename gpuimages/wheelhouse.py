@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from gpuimages.runner import run
@@ -26,6 +28,17 @@ PLATFORMS = (
 )
 
 
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether an index answers at all (pip would otherwise retry it for every package)."""
+    try:
+        with urllib.request.urlopen(url + "/", timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def download(variant: Variant, dest: Path, *, log_dir: Path | None = None) -> Path:
     """Fill dest with the wheels (and Horovod's sdist) the variant's build installs."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -42,8 +55,17 @@ def download(variant: Variant, dest: Path, *, log_dir: Path | None = None) -> Pa
     target = ["--only-binary=:all:", "--python-version", variant.python, "--implementation", "cp"]
     for platform in PLATFORMS:
         target += ["--platform", platform]
+    index: list[str] = ["--extra-index-url", variant.index_url]
+    if not reachable(variant.index_url):
+        log.warning(
+            "PyTorch's wheel index %s does not answer; using only pip's configured indexes "
+            "and find-links (they must hold %s)",
+            variant.index_url,
+            variant.pip_pins[0],
+        )
+        index = []
     run(
-        [*base, *target, "--extra-index-url", variant.index_url, *variant.requirements],
+        [*base, *target, *index, *variant.requirements],
         log_path=log_path,
         what=f"pip download for {variant.name}",
     )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian/Ubuntu machine (as root), with no GPU and no registry
 # access needed: start a Docker engine if none answers, make a local Debian base, fill
-# a wheelhouse, build the CPU variant from them and smoke-test that exact image.
+# a wheelhouse, build the CPU variant from them, smoke-test that exact image and publish
+# it to a registry (a local one on 127.0.0.1:5000 unless matrix.yaml names one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +14,5 @@ invoke render --check
 invoke wheelhouse --variant "$variant"
 invoke build --variant "$variant" --local-base --wheelhouse wheelhouse --offline
 invoke smoke --variant "$variant"
+# No registry in matrix.yaml: publish starts one on 127.0.0.1:5000 and pushes there.
+invoke publish --variant "$variant"

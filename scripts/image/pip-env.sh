@@ -2,7 +2,7 @@
 # Sourced by the build-step scripts: pip's package sources for this build, as PIP_ARGS.
 # A CA bundle handed in as the BuildKit secret "ca-bundle" is used from /run/secrets and
 # never copied into a layer; GPUIMAGES_OFFLINE=1 means the bound /wheelhouse only.
-PIP_ARGS=(--disable-pip-version-check --no-warn-script-location)
+PIP_ARGS=(--disable-pip-version-check)
 if [ -s /run/secrets/ca-bundle ]; then
   export PIP_CERT=/run/secrets/ca-bundle
 fi

@@ -8,4 +8,4 @@ shift
 . "$(dirname "$0")/pip-env.sh"
 
 [ -x /opt/venv/bin/python ] || "$python" -m venv /opt/venv
-/opt/venv/bin/python -m pip install "${PIP_ARGS[@]}" "$@"
+/opt/venv/bin/python -m pip install "${PIP_ARGS[@]}" --no-warn-script-location "$@"

@@ -1,0 +1,101 @@
+"""Pure logic of the build step: package sources, failed-step parsing, the runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpuimages.build import PackageSources, failed_step
+from gpuimages.errors import CommandError, UserInputError
+from gpuimages.runner import run
+from gpuimages.variant import VariantRequest, resolve
+
+
+@pytest.fixture
+def cpu(compat):
+    return resolve(VariantRequest(torch="2.13.0", cuda="cpu"), compat)
+
+
+@pytest.fixture
+def gpu_hvd(compat):
+    return resolve(VariantRequest(torch="2.1.2", cuda="11.8", horovod="0.28.1"), compat)
+
+
+def test_base_override_also_sets_builder_when_they_are_the_same(cpu):
+    args = PackageSources(base_image="mirror/debian:12").build_args(cpu)
+    assert args == {"BASE_IMAGE": "mirror/debian:12", "BUILDER_IMAGE": "mirror/debian:12"}
+
+
+def test_base_override_keeps_cuda_devel_builder_for_horovod(gpu_hvd):
+    args = PackageSources(base_image="mirror/cuda:11.8-runtime").build_args(gpu_hvd)
+    assert "BUILDER_IMAGE" not in args  # the Dockerfile's devel default stays
+
+
+def test_offline_and_mirrors_become_build_args(cpu, tmp_path):
+    src = PackageSources(
+        wheelhouse=tmp_path,
+        offline=True,
+        apt_mirror="http://m/debian",
+        pip_index_url="https://pypi.example/simple",
+    )
+    src.validate()
+    assert src.build_args(cpu) == {
+        "GPUIMAGES_OFFLINE": "1",
+        "APT_MIRROR": "http://m/debian",
+        "PIP_INDEX_URL": "https://pypi.example/simple",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"pip_index_url": "https://user:tok@pypi.example/simple"}, "carries credentials"),
+        ({"pip_index_url": "ftp://x"}, r"not an http\(s\) URL"),
+        ({"wheelhouse": Path("/nonexistent/wh")}, "is not a directory"),
+        ({"offline": True}, "add --wheelhouse"),
+        ({"ca_bundle": Path("/nonexistent/ca.pem")}, "is not a file"),
+    ],
+)
+def test_bad_sources_are_refused(kwargs, words):
+    with pytest.raises(UserInputError, match=words):
+        PackageSources(**kwargs).validate()
+
+
+def test_sources_merge_cli_over_matrix(tmp_path):
+    merged = PackageSources.merged(
+        {"apt_mirror": "http://a", "wheelhouse": str(tmp_path)},
+        apt_mirror="http://b",
+        wheelhouse=None,
+    )
+    assert merged.apt_mirror == "http://b" and merged.wheelhouse == tmp_path
+
+
+PLAIN_LOG = """\
+#7 [builder 2/3] RUN --mount=type=bind,source=scripts/image /opt/gpuimages/build/apt-install.sh
+#7 DONE 8.1s
+#8 [builder 3/3] RUN --mount=type=bind,source=wheelhouse /opt/gpuimages/build/pip-install.sh
+#8 1.2 ERROR: No matching distribution found for torch==2.13.0+cpu
+#8 ERROR: executor failed running [/bin/bash -o pipefail -c ...]: exit code: 1
+"""
+
+
+def test_failed_step_is_named():
+    assert failed_step(PLAIN_LOG).startswith("[builder 3/3] RUN")
+    assert failed_step("#1 [internal] load\n#1 DONE") is None
+
+
+def test_runner_logs_masks_and_raises_with_tail(tmp_path):
+    log = tmp_path / "x.log"
+    code = "print('token=s3cret'); import sys; sys.exit(3)"
+    with pytest.raises(CommandError) as err:
+        run([sys.executable, "-c", code], log_path=log, secrets=["s3cret"], what="demo")
+    assert "demo failed (exit code 3)" in str(err.value)
+    assert "s3cret" not in str(err.value) and "token=***" in err.value.tail
+    assert "s3cret" not in log.read_text()
+
+
+def test_runner_timeout_kills(tmp_path):
+    with pytest.raises(CommandError, match="timed out after 1 s"):
+        run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)
