@@ -20,6 +20,7 @@ import pytest
 from gpuimages.engine import ensure_engine, ensure_local_base, find_docker_cli
 from gpuimages.errors import GpuImagesError
 from gpuimages.matrix import load_matrix
+from tests.helpers import invoke as run_invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_VARIANT = "2.13.0-cpu-runtime"
@@ -76,13 +77,8 @@ def wheelhouse(docker_cli) -> Path:
 
 
 def invoke(*args: str, timeout: int = 3600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Builds take long: the shared runner with an hour's timeout."""
+    return run_invoke(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

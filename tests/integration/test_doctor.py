@@ -8,31 +8,18 @@ machines here); on a GPU host those tests skip and the `gpu`-marked one runs ins
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 
 import pytest
 
 from gpuimages import doctor
-
-from .conftest import ROOT
+from tests.helpers import invoke
 
 TOOLKIT_STEPS = (
     "sudo apt-get install -y nvidia-container-toolkit",
     "sudo nvidia-ctk runtime configure --runtime=docker",
     "sudo systemctl restart docker",
 )
-
-
-def invoke(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

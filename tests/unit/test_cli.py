@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-
-def invoke(repo_root, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.helpers import invoke
 
 
-def test_check_resolves_defaults(repo_root):
-    r = invoke(repo_root, "check", "--torch", "1.12.0", "--cuda", "11.3", "--json")
+def test_check_resolves_defaults():
+    r = invoke("check", "--torch", "1.12.0", "--cuda", "11.3", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["cudnn"] == "8" and data["flavor"] == "runtime" and data["python"] == "3.8"
@@ -36,23 +26,23 @@ def test_check_resolves_defaults(repo_root):
         (["--torch", "2.1.2", "--cuda", "11.8", "--horovod", "0.28.0"], "does not build"),
     ],
 )
-def test_check_refuses_with_exit_2_and_no_traceback(repo_root, args, words):
-    r = invoke(repo_root, "check", *args)
+def test_check_refuses_with_exit_2_and_no_traceback(args, words):
+    r = invoke("check", *args)
     assert r.returncode == 2
     assert words in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
 
 
-def test_bad_matrix_is_exit_2(repo_root, tmp_path):
+def test_bad_matrix_is_exit_2(tmp_path):
     bad = tmp_path / "m.yaml"
     bad.write_text("axes:\n  - {torch: 1.12.0, cuda: 11.3, flavour: devel}\n")
-    r = invoke(repo_root, "matrix", "--matrix", str(bad))
+    r = invoke("matrix", "--matrix", str(bad))
     assert r.returncode == 2 and "did you mean 'flavor'" in r.stderr
     assert "Traceback" not in r.stderr
 
 
-def test_matrix_json_is_ci_fan_out(repo_root):
-    r = invoke(repo_root, "matrix", "--json")
+def test_matrix_json_is_ci_fan_out():
+    r = invoke("matrix", "--json")
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert len(rows) >= 10
@@ -74,18 +64,18 @@ def test_matrix_json_is_ci_fan_out(repo_root):
     assert len(names) == len(set(names))
 
 
-def test_build_dry_run_prints_plan(repo_root):
-    r = invoke(repo_root, "build", "--torch", "1.12.0", "--cuda", "11.3", "--dry-run")
+def test_build_dry_run_prints_plan():
+    r = invoke("build", "--torch", "1.12.0", "--cuda", "11.3", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert "gpuimages/pytorch:1.12.0-cuda11.3-cudnn8-runtime" in r.stdout
     assert "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04" in r.stdout
 
 
-def test_build_needs_a_selection(repo_root):
-    r = invoke(repo_root, "build", "--dry-run")
+def test_build_needs_a_selection():
+    r = invoke("build", "--dry-run")
     assert r.returncode == 2 and "--all" in r.stderr
 
 
-def test_build_unknown_variant_did_you_mean(repo_root):
-    r = invoke(repo_root, "build", "--variant", "2.13.0-cpu-runtme", "--dry-run")
+def test_build_unknown_variant_did_you_mean():
+    r = invoke("build", "--variant", "2.13.0-cpu-runtme", "--dry-run")
     assert r.returncode == 2 and "did you mean '2.13.0-cpu-runtime'" in r.stderr

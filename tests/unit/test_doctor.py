@@ -4,8 +4,6 @@ against the wheels, and each host check on a made-up probe."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -28,6 +26,7 @@ from gpuimages.doctor import (
 from gpuimages.errors import UserInputError
 from gpuimages.matrix import load_matrix
 from gpuimages.variant import VariantRequest, resolve
+from tests.helpers import invoke
 
 
 @pytest.fixture
@@ -371,18 +370,8 @@ def test_engine_errors_become_plain_messages():
 # --- the task, for a hypothetical host (no Docker, no GPU needed) -----------------------
 
 
-def invoke(repo_root, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_doctor_driver_json(repo_root):
-    r = invoke(repo_root, "doctor", "--driver", "450.80.02", "--gpu-arch", "8.6", "--json")
+def test_doctor_driver_json():
+    r = invoke("doctor", "--driver", "450.80.02", "--gpu-arch", "8.6", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["hypothetical"] and data["driver"] == "450.80.02" and data["checks"] == []
@@ -394,8 +383,8 @@ def test_doctor_driver_json(repo_root):
     assert rows["2.13.0-cpu-runtime"]["verdict"] == NO_GPU_NEEDED
 
 
-def test_doctor_table_for_one_variant(repo_root):
-    r = invoke(repo_root, "doctor", "--driver", "465.19.01", "--torch", "1.12.0", "--cuda", "11.3")
+def test_doctor_table_for_one_variant():
+    r = invoke("doctor", "--driver", "465.19.01", "--torch", "1.12.0", "--cuda", "11.3")
     assert r.returncode == 0, r.stderr
     assert "Hypothetical host: driver 465.19.01" in r.stdout and "supported" in r.stdout
 
@@ -408,8 +397,8 @@ def test_doctor_table_for_one_variant(repo_root):
         (["--driver", "450.80.02", "--image", "x"], "hypothetical host"),
     ],
 )
-def test_doctor_bad_input_is_exit_2(repo_root, args, words):
-    r = invoke(repo_root, "doctor", *args)
+def test_doctor_bad_input_is_exit_2(args, words):
+    r = invoke("doctor", *args)
     assert r.returncode == 2 and words in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import re
 import shlex
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from gpuimages import launch
 from gpuimages.container import RunSpec, make_spec, parse_gpus, split_command
 from gpuimages.errors import UserInputError
 from gpuimages.matrix import load_matrix
+from tests.helpers import invoke
 
 CRDS = Path(__file__).resolve().parents[1] / "data" / "crds"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -296,19 +295,9 @@ def test_write_manifest_is_plain_yaml(hvd, tmp_path):
 # --- the task ---------------------------------------------------------------------------
 
 
-def invoke(repo_root, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_launch_task_prints_and_writes(repo_root, tmp_path):
+def test_launch_task_prints_and_writes(tmp_path):
     r = invoke(
-        repo_root, "launch", "--variant", "2.1.2-cuda11.8-cudnn8-runtime", "--nodes", "2",
+        "launch", "--variant", "2.1.2-cuda11.8-cudnn8-runtime", "--nodes", "2",
         "--gpus-per-node", "8", "--master-addr", "10.0.0.1", "--hosts", "10.0.0.1,10.0.0.2",
         "--k8s", str(tmp_path), "--", "train.py", "--epochs", "3",
     )  # fmt: skip
@@ -321,9 +310,9 @@ def test_launch_task_prints_and_writes(repo_root, tmp_path):
     validate(yaml.safe_load(manifest.read_text()), "kubeflow.org_pytorchjobs.yaml")
 
 
-def test_launch_task_horovod_picks_the_horovod_twin(repo_root, tmp_path):
+def test_launch_task_horovod_picks_the_horovod_twin(tmp_path):
     r = invoke(
-        repo_root, "launch", "--torch", "1.12.0", "--cuda", "11.3", "--horovod", "--nodes", "2",
+        "launch", "--torch", "1.12.0", "--cuda", "11.3", "--horovod", "--nodes", "2",
         "--gpus-per-node", "4", "--master-addr", "10.0.0.1", "--k8s", str(tmp_path),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -343,7 +332,7 @@ def test_launch_task_horovod_picks_the_horovod_twin(repo_root, tmp_path):
           "--gpus-per-node", "1", "--master-addr", "a"], "needs a Horovod image"),
     ],
 )  # fmt: skip
-def test_launch_task_errors_are_exit_2(repo_root, args, words):
-    r = invoke(repo_root, "launch", *args)
+def test_launch_task_errors_are_exit_2(args, words):
+    r = invoke("launch", *args)
     assert r.returncode == 2 and words in r.stderr
     assert "Traceback" not in r.stderr
