@@ -26,13 +26,15 @@ import pytest
 
 from gpuimages.manifest import capture_contents
 from gpuimages.publish import (
+    publish_release,
+)
+from gpuimages.registry import (
     Credentials,
     CredentialsRejected,
     PublishError,
     Registry,
     RegistryApi,
     RetryPolicy,
-    publish_release,
 )
 
 from .conftest import CPU_VARIANT, ROOT, free_port, start_registry, stop_registry

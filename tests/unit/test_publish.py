@@ -29,28 +29,30 @@ from gpuimages.manifest import (
 )
 from gpuimages.matrix import load_matrix
 from gpuimages.publish import (
+    GateDecision,
+    PublishResult,
+    decide,
+    read_push_stream,
+    read_report,
+    release_dir,
+    report_path_for,
+    smoke_summary,
+)
+from gpuimages.registry import (
     ENV_PASSWORD,
     ENV_USER,
     Credentials,
     CredentialsRejected,
-    GateDecision,
     PublishError,
-    PublishResult,
     Registry,
     RegistryApi,
     RegistryUnavailable,
     RetryPolicy,
     TransientRegistryError,
     classify,
-    decide,
-    read_push_stream,
-    read_report,
-    release_dir,
-    report_path_for,
     repository_path,
     resolve_credentials,
     same_digest,
-    smoke_summary,
     with_retries,
 )
 
