@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,13 +69,13 @@ def find_docker_cli(preferred: str | None = None) -> DockerCli:
         except CommandError:
             pass
         try:
-            version = capture([path, "version", "--format", "{{.Client.Version}}"], timeout=20)
-        except CommandError as exc:
-            # The client prints its own version even when the engine is down.
-            version = exc.tail if exc.tail else ""
-            version = next((w for w in version.split() if w[:1].isdigit()), "")
-        major = version.strip().split(".")[0]
-        if major.isdigit() and int(major) < 23:
+            # `docker --version` answers without an engine: "Docker version 20.10.24+dfsg1, ..."
+            banner = capture([path, "--version"], timeout=20)
+        except CommandError:
+            banner = ""
+        found = re.search(r"(\d+)\.\d+", banner)
+        version = found.group(0) if found else ""
+        if found and int(found.group(1)) < 23:
             return DockerCli(path, buildx=False)
         tried.append(f"{path} ({version.strip() or 'unknown version'}, no buildx)")
     raise GpuImagesError(
