@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json as jsonlib
+import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,16 +12,21 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from gpuimages import console as ui
+from gpuimages import container as containers
+from gpuimages import launch as launching
 from gpuimages.build import PackageSources, build_many, write_report
 from gpuimages.cli import guarded, request_from
 from gpuimages.compat import load_compat
+from gpuimages.doctor import diagnose
 from gpuimages.engine import check_local_base, ensure_engine, ensure_local_base, find_docker_cli
+from gpuimages.errors import UserInputError
 from gpuimages.matrix import load_matrix
+from gpuimages.publish import SMOKE_REPORTS, RetryPolicy, publish_release
 from gpuimages.render import render_all
 from gpuimages.select import select, warnings_for
 from gpuimages.smoke import SmokeOptions, report_path, write_reports
 from gpuimages.smoke import smoke as run_smoke
-from gpuimages.tagging import add_tags
+from gpuimages.tagging import add_tags, registry_tag
 from gpuimages.wheelhouse import download
 
 MATRIX = "matrix.yaml"
@@ -366,9 +373,6 @@ def smoke(
 
 # --- publish (issue 6): push smoke-tested images, write the release manifest ----------
 
-from rich.table import Table  # noqa: E402
-
-from gpuimages.publish import SMOKE_REPORTS, RetryPolicy, publish_release  # noqa: E402
 
 VARIANT_HELP.update(
     {
@@ -432,24 +436,11 @@ def publish(
             f"no registry configured (--registry, or `registry:` in {matrix}): started a local "
             f"registry at {outcome.registry.url} (scripts/start-registry.sh)"
         )
-    table = Table(
-        title=f"{'Publish plan' if dry_run else 'Published'}: {outcome.registry}",
-        title_justify="left",
-    )
-    for col in ("variant", "status", "registry tag", "digest", "smoke report"):
-        table.add_column(col, overflow="fold")
-    for r in outcome.results:
-        style = "green" if r.ok else "red"
-        table.add_row(
-            r.variant.name,
-            f"[{style}]{r.status}[/{style}]",
-            r.registry_tag or "-",
-            r.digest or "-",
-            str(r.report_path or "-"),
-        )
-    ui.console.print(table)
+    ui.console.print(ui.publish_table(outcome, dry_run))
     for r in outcome.not_published:
-        ui.err_console.print(f"[red]{r.status}[/red] {r.variant.name}: {r.reason}", soft_wrap=True)
+        ui.err_console.print(
+            f"{r.status} {r.variant.name}: {r.reason}", style="red", markup=False, soft_wrap=True
+        )
     if outcome.manifest_md:
         ui.console.print(f"release notes: {outcome.manifest_md}")
     if outcome.manifest_json:
@@ -462,14 +453,6 @@ def publish(
 
 # --- host doctor, run helper, multi-node launch (issue 7) -------------------------------
 
-import shlex  # noqa: E402
-import sys  # noqa: E402
-
-from gpuimages import container as containers  # noqa: E402
-from gpuimages import launch as launching  # noqa: E402
-from gpuimages.doctor import diagnose  # noqa: E402
-from gpuimages.errors import UserInputError  # noqa: E402
-from gpuimages.tagging import registry_tag  # noqa: E402
 
 DOCTOR_HELP = {
     **helps(*VARIANT_OPTIONS, "variant", "matrix", "json", "driver", "gpu_arch", "require_gpu"),
@@ -628,19 +611,7 @@ def launch_task(
     args = (variant, torch, cuda, cudnn, flavor, python, os, None)
     m, (chosen,) = _selected(matrix, False, *args)
     if horovod and not chosen.horovod:
-        twins = [
-            v
-            for v in m.variants
-            if v.horovod
-            and (v.torch, v.cuda, v.flavor) == (chosen.torch, chosen.cuda, chosen.flavor)
-        ]
-        if len(twins) != 1:
-            names = ", ".join(v.name for v in m.variants if v.horovod) or "none"
-            raise UserInputError(
-                f"--horovod needs a Horovod image and {m.path} has {len(twins) or 'no'} Horovod "
-                f"twin of {chosen.name}: pass --variant with one of: {names}."
-            )
-        chosen = twins[0]
+        chosen = launching.horovod_twin(m, chosen)
     registry = registry or m.registry
     image = registry_tag(chosen, registry) if registry else chosen.tag
     plan = launching.make_plan(

@@ -192,3 +192,22 @@ def print_commands(commands: Iterable[tuple[str, str]], notes: Iterable[str] = (
         console.print(line, markup=False, soft_wrap=True)
     for note in notes:
         console.print(f"# note: {note}", markup=False, soft_wrap=True)
+
+
+def publish_table(outcome, dry_run: bool) -> Table:
+    table = Table(
+        title=f"{'Publish plan' if dry_run else 'Published'}: {outcome.registry}",
+        title_justify="left",
+    )
+    for col in ("variant", "status", "registry tag", "digest", "smoke report"):
+        table.add_column(col, overflow="fold")
+    for r in outcome.results:
+        style = "green" if r.ok else "red"
+        table.add_row(
+            r.variant.name,
+            f"[{style}]{r.status}[/{style}]",
+            r.registry_tag or "-",
+            r.digest or "-",
+            str(r.report_path or "-"),
+        )
+    return table

@@ -21,6 +21,7 @@ from packaging.version import Version
 
 from gpuimages.container import RunSpec
 from gpuimages.errors import UserInputError
+from gpuimages.matrix import Matrix
 from gpuimages.variant import Variant
 
 DEFAULT_PORT = 29500
@@ -438,3 +439,20 @@ def write_manifest(plan: LaunchPlan, directory: str | Path) -> Path:
     )
     path.write_text(header + to_yaml(doc), encoding="utf-8")
     return path
+
+
+def horovod_twin(matrix: Matrix, variant: Variant) -> Variant:
+    """The matrix's Horovod variant of the same torch, CUDA and flavor (for --horovod)."""
+    twins = [
+        v
+        for v in matrix.variants
+        if v.horovod
+        and (v.torch, v.cuda, v.flavor) == (variant.torch, variant.cuda, variant.flavor)
+    ]
+    if len(twins) != 1:
+        names = ", ".join(v.name for v in matrix.variants if v.horovod) or "none"
+        raise UserInputError(
+            f"--horovod needs a Horovod image and {matrix.path} has {len(twins) or 'no'} Horovod "
+            f"twin of {variant.name}: pass --variant with one of: {names}."
+        )
+    return twins[0]
