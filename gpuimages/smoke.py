@@ -155,8 +155,10 @@ def _failed(name: str, reason: str, tail: str = "", duration: float = 0.0) -> di
     }
 
 
-def run_suite(box: Containers, image_id: str, options: SmokeOptions, gpus: str) -> dict:
-    container = box.start(image_id, suite_argv(options), options, gpus)
+def run_suite(
+    box: Containers, image_id: str, options: SmokeOptions, gpus: str, *extra: str, **kw
+) -> dict:
+    container = box.start(image_id, suite_argv(options, *extra), options, gpus, **kw)
     start = time.monotonic()
     code, out, err = _wait(container, _suite_budget(options))
     report = _parse_suite(out)
@@ -168,6 +170,22 @@ def run_suite(box: Containers, image_id: str, options: SmokeOptions, gpus: str) 
             "host": {},
         }
     return report
+
+
+def nccl_debug_rerun(box: Containers, image_id: str, options: SmokeOptions, gpus: str) -> str:
+    """A failed GPU DDP run once more with NCCL_DEBUG=INFO: the log says which transport
+    NCCL picked (or why it fell back to sockets, e.g. without --ipc=host)."""
+    report = run_suite(
+        box,
+        image_id,
+        options,
+        gpus,
+        "--only",
+        "ddp",
+        environment={"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,NET"},
+    )
+    ddp = next((c for c in report.get("checks", []) if c["name"] in ("ddp", "suite")), {})
+    return ddp.get("log_tail", "")
 
 
 def run_multinode(box: Containers, image_id: str, options: SmokeOptions, gpus: str) -> dict:
@@ -290,6 +308,9 @@ def smoke(
     with tracked(client) as box:
         suite = run_suite(box, image.id, options, gpus)
         checks = list(suite.get("checks", []))
+        ddp = next((c for c in checks if c["name"] == "ddp"), None)
+        if ddp and ddp["status"] == "failed" and not variant.is_cpu:
+            ddp["nccl_debug_log"] = nccl_debug_rerun(box, image.id, options, gpus)
         checks.append(labels_check(variant, image.labels, suite.get("found") or {}))
         if options.multinode:
             checks.append(run_multinode(box, image.id, options, gpus))

@@ -141,3 +141,25 @@ def test_ca_bundle_is_a_secret_not_a_layer(
     )
     assert out.strip() == "done", out
     client.images.remove(variant.tag, noprune=True)
+
+
+def test_tag_adds_registry_prefix_and_aliases(client, cpu_build):
+    from .conftest import invoke
+
+    r = invoke(
+        "tag", "--variant", CPU_VARIANT, "--registry", "127.0.0.1:5999/team", "--alias", "latest"
+    )
+    assert r.returncode == 0, r.stderr
+    wanted = [
+        f"127.0.0.1:5999/team/gpuimages/pytorch:{CPU_VARIANT}",
+        "gpuimages/pytorch:latest",
+        "127.0.0.1:5999/team/gpuimages/pytorch:latest",
+    ]
+    try:
+        for tag in wanted:
+            assert client.images.get(tag).id == cpu_build["image_id"], tag
+    finally:
+        for tag in wanted:
+            client.images.remove(tag, noprune=True)
+    bad = invoke("tag", "--variant", CPU_VARIANT, "--alias", "a:b")
+    assert bad.returncode == 2 and "alias 'a:b' is not a tag name" in bad.stderr

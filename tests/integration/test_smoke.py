@@ -89,3 +89,17 @@ def test_lying_label_fails_the_labels_check(client, cpu_build, matrix):
         assert "io.gpuimages.torch='9.9.9'" in labels["reason"]
     finally:
         client.images.remove(variant.tag, noprune=True)
+
+
+def test_nccl_debug_rerun_hands_nccl_debug_to_the_container(client, cpu_build):
+    from gpuimages.smoke import nccl_debug_rerun, tracked
+
+    with tracked(client) as box:
+        tail = nccl_debug_rerun(box, cpu_build["image_id"], SmokeOptions(), "none")
+        [container] = box.containers
+        container.reload()
+        env = container.attrs["Config"]["Env"]
+        assert "NCCL_DEBUG=INFO" in env
+        assert container.attrs["Config"]["Cmd"][-2:] == ["--only", "ddp"]
+    assert "world size 2" in tail or "GPUIMAGES_RESULT" in tail, tail
+    assert not client.containers.list(all=True, filters={"label": SMOKE_LABEL})
