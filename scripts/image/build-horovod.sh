@@ -2,17 +2,20 @@
 # Builds Horovod VERSION from its sdist against the torch already in /opt/venv, applies
 # the named fixes from the compatibility data, and installs the wheel into /opt/venv.
 # Usage: build-horovod.sh VERSION [FIX ...]     fixes: cxx17
-# HOROVOD_* build switches come from the environment (set by the Dockerfile).
+# HOROVOD_* build switches come from the environment (set by the Dockerfile);
+# GPUIMAGES_VENV and GPUIMAGES_WHEELHOUSE default to the image's /opt/venv and /wheelhouse.
 set -euo pipefail
 version=$1
 shift
 # shellcheck source=scripts/image/pip-env.sh
 . "$(dirname "$0")/pip-env.sh"
-pip=(/opt/venv/bin/python -m pip)
+venv=${GPUIMAGES_VENV:-/opt/venv}
+wheelhouse=${GPUIMAGES_WHEELHOUSE:-/wheelhouse}
+pip=("$venv/bin/python" -m pip)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-sdist=/wheelhouse/horovod-${version}.tar.gz
+sdist=$wheelhouse/horovod-${version}.tar.gz
 if [ ! -f "$sdist" ]; then
   "${pip[@]}" download "${PIP_ARGS[@]}" --no-deps --no-binary horovod -d "$work" "horovod==${version}"
   sdist=$work/horovod-${version}.tar.gz
@@ -41,10 +44,10 @@ if ! (cd "$src" && MAKEFLAGS="-j$(nproc)" "${pip[@]}" wheel "${PIP_ARGS[@]}" \
   tail -n 60 "$log"
   # The tail of a CMake/make run rarely shows the cause: print the compiler's own lines.
   echo "==== build-horovod: compiler errors ====" >&2
-  grep -E '(error|Error)( [0-9]+)?:|fatal error|undefined reference|CMake Error' "$log" \
+  grep -E '(error|Error)( [0-9]+)?:|fatal error|undefined reference|CMake Error|\*\*\* .*Error [0-9]+' "$log" \
     | grep -v -E '^\s*$' | head -n 40 >&2 || true
   exit 1
 fi
 tail -n 5 "$log"
 "${pip[@]}" install "${PIP_ARGS[@]}" --no-deps "$work"/dist/horovod-*.whl
-/opt/venv/bin/horovodrun --check-build
+"$venv/bin/horovodrun" --check-build

@@ -6,9 +6,10 @@ PIP_ARGS=(--disable-pip-version-check)
 if [ -s /run/secrets/ca-bundle ]; then
   export PIP_CERT=/run/secrets/ca-bundle
 fi
+wheelhouse=${GPUIMAGES_WHEELHOUSE:-/wheelhouse}
 if [ "${GPUIMAGES_OFFLINE:-0}" = 1 ]; then
-  PIP_ARGS+=(--no-index --find-links /wheelhouse)
-elif compgen -G '/wheelhouse/*' >/dev/null; then
-  PIP_ARGS+=(--find-links /wheelhouse)
+  PIP_ARGS+=(--no-index --find-links "$wheelhouse")
+elif compgen -G "$wheelhouse/*" >/dev/null; then
+  PIP_ARGS+=(--find-links "$wheelhouse")
 fi
 export PIP_ARGS
