@@ -39,6 +39,7 @@ class DockerfileContext:
     horovod_apt: tuple[str, ...]
     horovod_requirements: tuple[str, ...]
     venv_stage: str
+    final_commands: tuple[str, ...]
     runtime_apt: tuple[str, ...]
     devel_apt: tuple[str, ...]
     pip_pins: tuple[str, ...]
@@ -101,6 +102,9 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
         horovod_apt=tuple(sorted(set(horovod_apt))),
         horovod_requirements=variant.horovod_build_requires,
         venv_stage="horovod" if variant.horovod else "builder",
+        # Multi-node Horovod (horovodrun -H, mpirun, MPIJob workers running `sshd -De`)
+        # starts ranks over ssh; sshd refuses to start without its privilege-separation dir.
+        final_commands=("mkdir -p /run/sshd",) if variant.horovod else (),
         runtime_apt=tuple(sorted(set(runtime_apt))),
         devel_apt=tuple(sorted(set(devel_apt))),
         pip_pins=variant.pip_pins,

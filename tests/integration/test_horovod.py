@@ -66,3 +66,13 @@ def test_unsupported_pair_refused_before_building():
     r = invoke("build", "--torch", "2.1.2", "--cuda", "11.8", "--horovod", "0.28.0")
     assert r.returncode == 2
     assert "Horovod 0.28.0 does not build against torch 2.1.2" in r.stderr
+
+
+def test_ready_for_multi_node_ssh(client, hvd_build):
+    """horovodrun -H / mpirun across hosts and MPIJob workers (`sshd -De`) need ssh."""
+    out = client.containers.run(
+        hvd_build["image_id"],
+        ["bash", "-c", "command -v ssh && /usr/sbin/sshd -t && echo sshd-config-ok"],
+        remove=True,
+    ).decode()
+    assert "sshd-config-ok" in out, out
