@@ -187,10 +187,6 @@ def load_compat(path: Path | None = None) -> Compat:
     return parse_compat(load_yaml(path))
 
 
-def version_key(v: str) -> Version:
-    return Version(v)
-
-
 def driver_tuple(v: str) -> tuple[int, ...]:
     """Driver versions ('465.19.01') compare numerically part by part."""
     return tuple(int(p) for p in v.split("."))

@@ -46,10 +46,6 @@ def variant_table(variant: Variant) -> Table:
     return table
 
 
-def is_tty() -> bool:
-    return sys.stdout.isatty()
-
-
 class BuildProgress:
     """A live view of several builds: one line per variant with its latest log line."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from gpuimages.compat import Compat
 from gpuimages.errors import UserInputError, did_you_mean
@@ -66,4 +65,4 @@ def select(
     variant = check(request, compat, matrix.repository)
     if variant.name in by_name:
         return (by_name[variant.name],)
-    return (replace(variant),)
+    return (variant,)

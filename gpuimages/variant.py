@@ -8,11 +8,11 @@ defaults, and returns an immutable `Variant` with everything later steps need.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 from packaging.version import InvalidVersion, Version
 
-from gpuimages.compat import Compat, split_os
+from gpuimages.compat import Compat
 from gpuimages.errors import UserInputError, did_you_mean, one_of
 
 FLAVORS = ("runtime", "devel")
@@ -367,11 +367,3 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         horovod_build_requires=compat.horovod[horovod].build_requires if horovod else (),
         size_budget_mb=budget,
     )
-
-
-def with_repository(variant: Variant, repository: str) -> Variant:
-    return replace(variant, repository=repository)
-
-
-def os_release(variant: Variant) -> str:
-    return split_os(variant.os)[1]
