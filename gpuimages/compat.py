@@ -17,6 +17,15 @@ from gpuimages.yamlio import load_yaml
 
 
 @dataclass(frozen=True)
+class BuildFacts:
+    """What one torch × CUDA wheel pins (its METADATA): None where not recorded."""
+
+    cudnn_version: str | None = None
+    nccl: str | None = None
+    cuda_toolkit: str | None = None  # the cuda-toolkit release of its CUDA libraries
+
+
+@dataclass(frozen=True)
 class TorchRelease:
     version: str
     python: SpecifierSet
@@ -25,6 +34,11 @@ class TorchRelease:
     cudnn: str | None
     torchvision: str | None
     torchaudio: str | None
+    builds_facts: dict[str, BuildFacts] = field(default_factory=dict)  # per CUDA build
+    pypi_cuda: str | None = None  # the build PyPI's default Linux wheel is ("cpu" or CUDA)
+
+    def facts(self, cuda: str) -> BuildFacts:
+        return self.builds_facts.get(cuda, BuildFacts())
 
     def builds(self) -> tuple[str, ...]:
         """Every value `cuda` may take for this release, CPU last."""
@@ -42,6 +56,8 @@ class CudaRelease:
     min_driver: str
     minor_compat_driver: str | None
     archs: tuple[str, ...]
+    pypi_nvcc: bool = False  # nvcc installable from PyPI: devel works on the os route
+    tags_deleted: bool = False  # NVIDIA removed this CUDA's nvidia/cuda tags: no nvidia route
 
     def base_image(self, cudnn: str, flavor: str, os_name: str) -> str:
         """The nvidia/cuda tag; without a cuDNN part when no image carries that cuDNN major.
@@ -77,7 +93,7 @@ class Compat:
     wheel_index: str
     torch: dict[str, TorchRelease]
     cuda: dict[str, CudaRelease]
-    cpu_base: dict[str, dict[str, str]]
+    os_base: dict[str, str]  # OS -> its official image (the os route's base)
     os_python: dict[str, tuple[str, ...]]
     os_mpi_runtime: dict[str, tuple[str, ...]]
     horovod: dict[str, HorovodRelease]
@@ -96,9 +112,10 @@ class Compat:
                 return by_python.get(python)
         return None
 
-    def os_for_cuda(self, cuda: str) -> tuple[str, ...]:
-        if cuda == "cpu":
-            return tuple(self.cpu_base)
+    def os_for(self, cuda: str, base: str) -> tuple[str, ...]:
+        """The OSes a build can sit on: any OS image on the os route, else nvidia/cuda's."""
+        if base == "os":
+            return tuple(self.os_base)
         return self.cuda[cuda].os
 
     def pythons_for(self, torch: str, os_name: str) -> tuple[str, ...]:
@@ -106,12 +123,19 @@ class Compat:
         spec = self.torch[torch].python
         return tuple(p for p in self.os_python[os_name] if spec.contains(p + ".0"))
 
-    def default_os(self, torch: str, cuda: str) -> str | None:
-        """Newest OS for this build that offers a Python the torch release supports."""
-        candidates = [o for o in self.os_for_cuda(cuda) if self.pythons_for(torch, o)]
+    def default_os(self, torch: str, cuda: str, base: str) -> str | None:
+        """The OS a build gets when none is asked for.
+
+        CPU: the first os_base entry that offers a usable Python. CUDA: the newest OS that
+        NVIDIA publishes this CUDA for (on either route, so switching routes keeps the OS)
+        and that offers a Python the torch release supports.
+        """
         if cuda == "cpu":
-            return candidates[0] if candidates else None  # cpu_base lists the preferred first
-        return max(candidates, key=lambda o: Version(split_os(o)[1]), default=None)
+            candidates = [o for o in self.os_base if self.pythons_for(torch, o)]
+            return candidates[0] if candidates else None
+        usable = [o for o in self.os_for(cuda, base) if self.pythons_for(torch, o)]
+        preferred = [o for o in self.cuda[cuda].os if o in usable] or usable
+        return max(preferred, key=lambda o: Version(split_os(o)[1]), default=None)
 
 
 def split_os(os_name: str) -> tuple[str, str]:
@@ -136,6 +160,11 @@ def parse_compat(raw: dict) -> Compat:
             cudnn=None if d.get("cudnn") is None else str(d["cudnn"]),
             torchvision=d.get("torchvision"),
             torchaudio=d.get("torchaudio"),
+            builds_facts={
+                str(k): BuildFacts(**{f: None if x is None else str(x) for f, x in b.items()})
+                for k, b in (d.get("builds") or {}).items()
+            },
+            pypi_cuda=None if d.get("pypi_cuda") is None else str(d["pypi_cuda"]),
         )
         for v, d in raw["torch"].items()
     }
@@ -150,6 +179,8 @@ def parse_compat(raw: dict) -> Compat:
             min_driver=str(d["min_driver"]),
             minor_compat_driver=d.get("minor_compat_driver"),
             archs=tuple(d["archs"]),
+            pypi_nvcc=bool(d.get("pypi_nvcc")),
+            tags_deleted=bool(d.get("tags_deleted")),
         )
         for v, d in raw["cuda"].items()
     }
@@ -167,7 +198,7 @@ def parse_compat(raw: dict) -> Compat:
         wheel_index=raw["wheel_index"],
         torch=torch,
         cuda=cuda,
-        cpu_base={k: dict(v) for k, v in raw["cpu_base"].items()},
+        os_base={str(k): str(v) for k, v in raw["os_base"].items()},
         os_python={k: tuple(str(p) for p in v["python"]) for k, v in raw["os"].items()},
         os_mpi_runtime={k: tuple(v["mpi_runtime"]) for k, v in raw["os"].items()},
         horovod=horovod,

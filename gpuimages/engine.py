@@ -114,13 +114,13 @@ def ensure_engine(cli: DockerCli, *, start: bool = True) -> None:
 
 
 def check_local_base(variants: tuple[Variant, ...]) -> None:
-    """The local base is plain Debian 12: only CPU variants on debian12 can use it."""
-    bad = [v.name for v in variants if not (v.is_cpu and v.os == "debian12")]
+    """The local base is plain Debian 12: it fits os-route variants on debian12 only."""
+    bad = [v.name for v in variants if not (v.base == "os" and v.os == "debian12")]
     if bad:
         raise UserInputError(
-            f"--local-base makes a plain Debian 12 base without CUDA; it fits CPU variants on "
-            f"debian12 only, not: {', '.join(bad)}. Use --base-image with a mirrored "
-            "nvidia/cuda image for GPU variants."
+            f"--local-base makes a plain Debian 12 image; it fits variants on debian12 whose "
+            f"CUDA comes from torch's wheels (base os), not: {', '.join(bad)}. Use --base-image "
+            "with a mirrored image of the variant's OS (or nvidia/cuda image for base nvidia)."
         )
 
 

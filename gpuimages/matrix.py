@@ -28,7 +28,7 @@ from gpuimages.yamlio import load_yaml
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("repository", "registry", "defaults", "axes", "include", "exclude", "sources")
-AXES = ("torch", "cuda", "cudnn", "flavor", "python", "os", "horovod")
+AXES = ("torch", "cuda", "cudnn", "flavor", "python", "os", "base", "horovod")
 SETTINGS = ("torchvision", "size_budget_mb")  # per entry, never crossed
 ENTRY_KEYS = AXES + SETTINGS
 SOURCE_KEYS = (
@@ -113,6 +113,7 @@ def _request(where: str, entry: dict[str, Any]) -> VariantRequest:
         flavor=_scalar(entry.get("flavor")),
         python=_scalar(entry.get("python")),
         os=_scalar(entry.get("os")),
+        base=_scalar(entry.get("base")),
         horovod=_scalar(entry.get("horovod")),
         torchvision=_scalar(entry.get("torchvision")),
         size_budget_mb=budget,

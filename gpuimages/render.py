@@ -6,6 +6,7 @@ All decisions are made here in Python; templates get plain, already-sorted value
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,12 @@ class DockerfileContext:
     horovod: str | None
     horovod_fixes: str
     horovod_env: tuple[tuple[str, str], ...]
+    horovod_commands: tuple[str, ...]
+    cuda_toolkit: str | None
+    toolchain_requirements: tuple[str, ...]
+    toolchain_commands: tuple[str, ...]
+    parts: tuple[str, ...]  # the template partials, one stage each, in order
+    final_parent: str
     env: tuple[tuple[str, str], ...]
     labels: tuple[tuple[str, str], ...]
 
@@ -74,14 +81,58 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
         ]
         if not variant.is_cpu:
             horovod_env.append(("HOROVOD_GPU_OPERATIONS", "NCCL"))
+    horovod_requirements = variant.horovod_build_requires
+    horovod_commands: list[str] = []
+    if variant.horovod:
+        build = f"/opt/gpuimages/build/build-horovod.sh {variant.horovod}"
+        horovod_commands.append(" ".join([build, *variant.horovod_fixes]))
+    if variant.horovod and variant.cuda_home:
+        # os route: nvcc and the NCCL headers come from PyPI into the builder's venv, and
+        # leave it again once Horovod is built, so the runtime image stays compiler-free.
+        horovod_requirements += variant.toolchain_requirements
+        nccl = f"{variant.cuda_home.rsplit('/', 2)[0]}/nvidia/nccl"
+        horovod_env += [
+            ("CUDA_HOME", variant.cuda_home),
+            ("HOROVOD_CUDA_HOME", variant.cuda_home),
+            ("HOROVOD_NCCL_HOME", nccl),
+            ("TORCH_CUDA_ARCH_LIST", f'"{variant.torch_cuda_arch_list}"'),
+        ]
+        major = variant.cuda.split(".")[0]
+        horovod_commands.insert(
+            0, f"ln -sf libcudart.so.{major} {variant.cuda_home}/lib/libcudart.so"
+        )
+        horovod_commands.append(
+            "/opt/venv/bin/python -m pip uninstall -y cuda-toolkit nvidia-cuda-nvcc "
+            "nvidia-cuda-crt nvidia-nvvm nvidia-cuda-cccl"
+        )
 
     env = dict(variant.smoke_env())
     env["PATH"] = "/opt/venv/bin:${PATH}"
     env["VIRTUAL_ENV"] = "/opt/venv"
+    toolchain_commands: list[str] = []
+    if variant.flavor == "devel" and not variant.is_cpu:
+        # Without a GPU, torch.utils.cpp_extension cannot pick archs (IndexError): name them.
+        env["TORCH_CUDA_ARCH_LIST"] = variant.torch_cuda_arch_list
+    if variant.cuda_home and variant.flavor == "devel":
+        env["CUDA_HOME"] = variant.cuda_home
+        env["PATH"] = f"/opt/venv/bin:{variant.cuda_home}/bin:${{PATH}}"
+        # The wheels ship only the versioned libcudart; `-lcudart` needs the dev symlink.
+        major = variant.cuda.split(".")[0]
+        toolchain_commands.append(
+            f"ln -sf libcudart.so.{major} {variant.cuda_home}/lib/libcudart.so"
+        )
     if variant.require_cuda:
         env["NVIDIA_REQUIRE_CUDA"] = variant.require_cuda
         env["NVIDIA_VISIBLE_DEVICES"] = "all"
         env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+
+    parts = ["_builder.j2"]
+    if variant.horovod:
+        parts.append("_horovod.j2")
+    parts.append("_system.j2")
+    if variant.flavor == "devel":
+        parts.append("_toolchain.j2")
+    parts.append("_final.j2")
 
     accel = "CPU" if variant.is_cpu else f"CUDA {variant.cuda_full}, cuDNN {variant.cudnn}"
     summary = (
@@ -100,20 +151,36 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
         index_url=variant.index_url,
         builder_apt=tuple(sorted(set(builder_apt))),
         horovod_apt=tuple(sorted(set(horovod_apt))),
-        horovod_requirements=variant.horovod_build_requires,
+        horovod_requirements=_quoted(horovod_requirements),
         venv_stage="horovod" if variant.horovod else "builder",
         # Multi-node Horovod (horovodrun -H, mpirun, MPIJob workers running `sshd -De`)
         # starts ranks over ssh; sshd refuses to start without its privilege-separation dir.
-        final_commands=("mkdir -p /run/sshd",) if variant.horovod else (),
+        final_commands=(
+            "useradd --create-home --shell /bin/bash --user-group trainer",
+            *(("mkdir -p /run/sshd",) if variant.horovod else ()),
+        ),
         runtime_apt=tuple(sorted(set(runtime_apt))),
         devel_apt=tuple(sorted(set(devel_apt))),
-        pip_pins=variant.pip_pins,
+        pip_pins=_quoted(variant.pip_pins),
         horovod=variant.horovod,
         horovod_fixes=" ".join(variant.horovod_fixes),
         horovod_env=tuple(horovod_env),
+        horovod_commands=tuple(horovod_commands),
+        cuda_toolkit=variant.cuda_toolkit if variant.flavor == "devel" else None,
+        toolchain_requirements=_quoted(
+            variant.toolchain_requirements if variant.flavor == "devel" else ()
+        ),
+        toolchain_commands=tuple(toolchain_commands),
+        parts=tuple(parts),
+        final_parent="toolchain" if variant.flavor == "devel" else "system",
         env=tuple(sorted(env.items())),
         labels=tuple(variant.labels().items()),
     )
+
+
+def _quoted(requirements: tuple[str, ...]) -> tuple[str, ...]:
+    """Requirement lines as shell words: extras like `pkg[a,b]` are globs unquoted."""
+    return tuple(shlex.quote(r) for r in requirements)
 
 
 def _environment(templates: Path) -> jinja2.Environment:

@@ -22,10 +22,15 @@ def check(request: VariantRequest, compat: Compat, repository: str) -> Variant:
 
 def warnings_for(variant: Variant) -> list[str]:
     out = []
-    if variant.eol:
+    if variant.eol and variant.base == "nvidia":
         out.append(
             f"CUDA {variant.cuda} images ({variant.base_image}) are end-of-life at NVIDIA: "
             "they get no fixes and may vanish from registries; mirror the base image."
+        )
+    elif variant.eol:
+        out.append(
+            f"CUDA {variant.cuda} is end-of-life at NVIDIA: the CUDA inside torch "
+            f"{variant.torch}'s wheels gets no fixes; prefer a newer CUDA where you can."
         )
     return out
 

@@ -140,7 +140,7 @@ def suite_argv(options: SmokeOptions, *extra: str) -> list[str]:
     return argv + list(extra)
 
 
-def _suite_budget(options: SmokeOptions, checks: int = 6) -> float:
+def _suite_budget(options: SmokeOptions, checks: int = 7) -> float:
     return options.timeout_s * checks + 120
 
 
@@ -256,6 +256,16 @@ def _major_minor(version: str | None) -> str | None:
     return ".".join(version.split("+")[0].split(".")[:2])
 
 
+def _cudnn_major(cudnn: str) -> str | None:
+    """'9.1.0' -> '9'; raw torch.backends.cudnn.version() numbers too (8302, 90100)."""
+    if not cudnn:
+        return None
+    if "." in cudnn:
+        return cudnn.split(".")[0]
+    raw = int(cudnn)
+    return str(raw // 10000 if raw >= 90000 else raw // 1000)
+
+
 def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> dict:
     """Truth in labels: image labels equal the variant's; what was found inside equals both."""
     problems = []
@@ -274,7 +284,11 @@ def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> dict:
     }
     if not variant.is_cpu:
         cudnn = str(found.get("cudnn") or "")
-        seen["cudnn"] = cudnn[0] if cudnn else None  # 8302 -> 8; 90100 -> 9
+        seen["cudnn"] = _cudnn_major(cudnn)
+        if variant.cudnn_version:
+            seen["cudnn_version"] = cudnn or None
+        if variant.nccl:
+            seen["nccl"] = found.get("nccl")
     for key, value in seen.items():
         want = variant.versions()[key]
         if value != want:

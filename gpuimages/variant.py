@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 from packaging.version import InvalidVersion, Version
 
-from gpuimages.compat import Compat
+from gpuimages.compat import Compat, CudaRelease, TorchRelease
 from gpuimages.errors import UserInputError, did_you_mean, one_of
 
 FLAVORS = ("runtime", "devel")
@@ -31,6 +31,7 @@ class VariantRequest:
     horovod: str | None = None
     torchvision: str | None = None  # only "none" is accepted: leave torchvision out
     size_budget_mb: int | None = None
+    base: str | None = None  # "os" | "nvidia": where CUDA comes from (default: see _route)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -62,6 +63,11 @@ class Variant:
     horovod_fixes: tuple[str, ...]
     mpi_packages: tuple[str, ...]  # OpenMPI runtime packages of the OS (Horovod only)
     horovod_build_requires: tuple[str, ...]  # pinned, installed before Horovod compiles
+    base: str = "os"  # "os": torch's own CUDA on a plain OS image; "nvidia": nvidia/cuda
+    cuda_toolkit: str | None = None  # PyPI cuda-toolkit pin for nvcc (os route devel/Horovod)
+    pypi_build: bool = False  # PyPI's default torch wheel is this build (no +cuXYZ there)
+    cudnn_version: str | None = None  # full cuDNN version the wheel pins, where recorded
+    nccl: str | None = None  # NCCL version the wheel pins, where recorded
     size_budget_mb: int | None = None
 
     @property
@@ -89,11 +95,14 @@ class Variant:
     @property
     def pip_pins(self) -> tuple[str, ...]:
         """Exact requirement lines for the torch family (local version pins the build)."""
-        pins = [f"torch=={self.torch}+{self.wheel_tag}"]
+        # PyPI's own wheel of a release is one CUDA build without a local version; that
+        # build is pinned by its public version (the smoke suite checks its CUDA inside).
+        local = "" if self.pypi_build else f"+{self.wheel_tag}"
+        pins = [f"torch=={self.torch}{local}"]
         if self.torchvision:
-            pins.append(f"torchvision=={self.torchvision}+{self.wheel_tag}")
+            pins.append(f"torchvision=={self.torchvision}{local}")
         if self.torchaudio:
-            pins.append(f"torchaudio=={self.torchaudio}+{self.wheel_tag}")
+            pins.append(f"torchaudio=={self.torchaudio}{local}")
         if self.numpy:
             pins.append(f"numpy=={self.numpy}")
         return tuple(pins)
@@ -101,7 +110,27 @@ class Variant:
     @property
     def requirements(self) -> tuple[str, ...]:
         """Everything pip installs into the venv before Horovod (if any) is compiled."""
-        return self.pip_pins + self.horovod_build_requires
+        return self.pip_pins + self.horovod_build_requires + self.toolchain_requirements
+
+    @property
+    def toolchain_requirements(self) -> tuple[str, ...]:
+        """nvcc from PyPI, matching torch's CUDA: what an os-route devel image adds."""
+        if not self.cuda_toolkit:
+            return ()
+        return (f"cuda-toolkit[nvcc,cccl]=={self.cuda_toolkit}",)
+
+    @property
+    def cuda_home(self) -> str | None:
+        """Where the PyPI toolkit lands in the venv (CUDA 13: site-packages/nvidia/cu13)."""
+        if not self.cuda_toolkit:
+            return None
+        major = self.cuda.split(".")[0]
+        return f"/opt/venv/lib/python{self.python}/site-packages/nvidia/cu{major}"
+
+    @property
+    def torch_cuda_arch_list(self) -> str:
+        """TORCH_CUDA_ARCH_LIST for the variant's archs ('sm_86' -> '8.6'); '' for CPU."""
+        return ";".join(f"{a[3:-1]}.{a[-1]}" for a in self.archs)
 
     @property
     def require_cuda(self) -> str | None:
@@ -114,9 +143,12 @@ class Variant:
             "torch": self.torch,
             "cuda": self.cuda,
             "cudnn": self.cudnn or "none",
+            "cudnn_version": self.cudnn_version or "none",
+            "nccl": self.nccl or "none",
             "flavor": self.flavor,
             "python": self.python,
             "os": self.os,
+            "base": self.base,
             "horovod": self.horovod or "none",
             "torchvision": self.torchvision or "none",
             "torchaudio": self.torchaudio or "none",
@@ -155,6 +187,7 @@ class Variant:
             "flavor": self.flavor,
             "python": self.python,
             "os": self.os,
+            "base": self.base,
             "horovod": self.horovod,
             "torchvision": self.torchvision,
             "torchaudio": self.torchaudio,
@@ -166,6 +199,7 @@ class Variant:
             "minor_compat_driver": self.minor_compat_driver,
             "archs": list(self.archs),
             "eol": self.eol,
+            "cuda_toolkit": self.cuda_toolkit,
             "size_budget_mb": self.size_budget_mb,
         }
 
@@ -219,128 +253,39 @@ def _default_python(usable: tuple[str, ...], offered: tuple[str, ...]) -> str:
     return offered[0] if offered[0] in usable else max(usable, key=Version)
 
 
+BASES = ("os", "nvidia")
+
+
 def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/pytorch") -> Variant:
-    """Check a request against the compatibility data and fill in every default."""
-    torch = str(req.torch).strip()
-    release = compat.torch.get(torch)
-    if release is None:
-        known = sorted(compat.torch, key=Version)
-        near = ", ".join(_nearest(torch, known))
-        raise UserInputError(
-            f"torch {torch} is not in the compatibility data. Nearest known releases: {near}. "
-            f"All known: {one_of(known)}."
-        )
+    """Check a request against the compatibility data and fill in every default.
 
-    cuda = normalize_cuda(req.cuda)
-    builds = release.builds()
-    if cuda not in builds:
-        gpu = ", ".join(release.cuda) or "none"
-        cpu_note = " and a CPU build (--cuda cpu)" if release.cpu else ""
-        near = ""
-        if cuda != "cpu" and release.cuda:
-            near = f" Nearest: {', '.join(_nearest(cuda, release.cuda))}."
-        raise UserInputError(
-            f"torch {torch} has no build for CUDA {cuda}: torch {torch} has CUDA wheels for "
-            f"{gpu}{cpu_note}.{near}"
-        )
-    cuda_rel = None if cuda == "cpu" else compat.cuda.get(cuda)
-    if cuda != "cpu" and cuda_rel is None:
-        raise UserInputError(
-            f"CUDA {cuda} is not in the compatibility data's CUDA table (known: "
-            f"{one_of(compat.cuda)}); add its base images and driver minimum with a source."
-        )
-
-    cudnn = _none(req.cudnn)
-    if cudnn is not None:
-        cudnn = cudnn.lower().removeprefix("cudnn")
-    if cuda_rel is None:
-        if cudnn is not None:
-            raise UserInputError(
-                f"cuDNN {cudnn} was asked for a CPU build of torch {torch}; CPU variants have "
-                "no cuDNN: leave --cudnn out."
-            )
-    else:
-        shipped = release.cudnn
-        if cudnn is None:
-            cudnn = shipped
-        if cudnn != shipped:
-            raise UserInputError(
-                f"torch {torch} was built against cuDNN {shipped}, not cuDNN {cudnn}: its wheels "
-                f"ship cuDNN {shipped}. Use --cudnn {shipped} or leave it out."
-            )
-
-    flavor = (req.flavor or "runtime").strip().lower()
-    if flavor not in FLAVORS:
-        raise UserInputError(
-            f"flavor '{flavor}' is not valid{did_you_mean(flavor, FLAVORS)}; "
-            f"valid flavors: {one_of(FLAVORS)}."
-        )
-
-    os_choices = compat.os_for_cuda(cuda)
-    os_name = (req.os or "").strip().lower() or compat.default_os(torch, cuda)
-    if os_name not in os_choices:
-        what = "CPU variants" if cuda == "cpu" else f"CUDA {cuda} base images"
-        raise UserInputError(
-            f"OS '{os_name}' is not available for {what}{did_you_mean(os_name or '', os_choices)};"
-            f" valid: {one_of(os_choices)}."
-        )
-    pythons = compat.pythons_for(torch, os_name)
-    python = (req.python or "").strip() or _default_python(pythons, compat.os_python[os_name])
-    if python not in pythons:
-        offered = compat.os_python[os_name]
-        other_os = [o for o in os_choices if python in compat.pythons_for(torch, o)]
-        hint = f" Python {python} is available with --os {', '.join(other_os)}." if other_os else ""
-        raise UserInputError(
-            f"Python '{python}' does not fit torch {torch} on {os_name}: torch {torch} supports "
-            f"Python {release.python}; {os_name} offers {one_of(offered)}; usable here: "
-            f"{one_of(pythons)}.{hint}"
-        )
-
+    One named step per axis, in the order the axes depend on each other: the torch release
+    decides the CUDA builds, the build decides cuDNN, the route and the OS images, the OS
+    decides the Pythons, and so on. Each step raises UserInputError with the valid choices.
+    """
+    torch, release = _torch_release(req.torch, compat)
+    cuda, cuda_rel = _cuda_build(req.cuda, torch, release, compat)
+    cudnn = _cudnn(req.cudnn, torch, release, cuda_rel)
+    flavor = _flavor(req.flavor)
     horovod = _none(req.horovod)
-    fixes: tuple[str, ...] = ()
-    if horovod is not None:
-        hvd = compat.horovod.get(horovod)
-        if hvd is None:
-            raise UserInputError(
-                f"Horovod {horovod} is not in the compatibility data; known: "
-                f"{one_of(sorted(compat.horovod, key=Version))}."
-            )
-        if not hvd.torch.contains(torch, prereleases=True):
-            ok = [v for v, h in compat.horovod.items() if h.torch.contains(torch)]
-            raise UserInputError(
-                f"Horovod {horovod} does not build against torch {torch} (it supports torch "
-                f"{hvd.torch}); Horovod versions known to work with torch {torch}: {one_of(ok)}."
-            )
-        if not hvd.python.contains(python + ".0"):
-            raise UserInputError(
-                f"Horovod {horovod} does not support Python {python} (it needs {hvd.python})."
-            )
-        fixes = hvd.fixes_for(torch)
+    base = _route(req.base, cuda, cuda_rel, flavor, horovod, compat)
+    os_name = _os(req.os, torch, cuda, base, compat)
+    python = _python(req.python, torch, release, cuda, base, os_name, compat)
+    fixes = _horovod_fixes(horovod, torch, python, compat)
+    torchvision = _torchvision(req.torchvision, torch, release)
+    budget = _budget(req.size_budget_mb)
 
-    torchvision = release.torchvision
-    if req.torchvision is not None:
-        if _none(req.torchvision) is not None:
-            raise UserInputError(
-                f"torchvision '{req.torchvision}' cannot be chosen: it follows torch "
-                f"({torch} -> {release.torchvision}). Only 'none' (leave it out) is accepted."
-            )
-        torchvision = None
-    torchaudio = release.torchaudio if torchvision else None
-
-    if cuda_rel is None:
-        base_image = compat.cpu_base[os_name][flavor]
+    if cuda_rel is None or base == "os":
+        base_image = compat.os_base[os_name]
         builder_image = base_image
     else:
         assert cudnn is not None
         base_image = cuda_rel.base_image(cudnn, flavor, os_name)
         # Horovod's NCCL operations compile with nvcc and NCCL headers: CUDA devel only.
         builder_image = cuda_rel.base_image(cudnn, "devel", os_name) if horovod else base_image
-
-    budget = req.size_budget_mb
-    if budget is not None and (not isinstance(budget, int) or budget <= 0):
-        raise UserInputError(
-            f"size_budget_mb must be a positive whole number of MB, not {budget!r}."
-        )
+    toolkit = None
+    if cuda_rel is not None and base == "os" and (flavor == "devel" or horovod):
+        toolkit = _cuda_toolkit(torch, release, cuda)
 
     return Variant(
         torch=torch,
@@ -351,11 +296,12 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         os=os_name,
         horovod=horovod,
         repository=repository,
+        base=base,
         cuda_full=cuda_rel.full if cuda_rel else None,
         base_image=base_image,
         builder_image=builder_image,
         torchvision=torchvision,
-        torchaudio=torchaudio,
+        torchaudio=release.torchaudio if torchvision else None,
         numpy=compat.numpy_for(torch, python),
         index_url=f"{compat.wheel_index}/{wheel_tag(cuda)}",
         min_driver=cuda_rel.min_driver if cuda_rel else None,
@@ -365,5 +311,226 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         horovod_fixes=fixes,
         mpi_packages=compat.os_mpi_runtime[os_name] if horovod else (),
         horovod_build_requires=compat.horovod[horovod].build_requires if horovod else (),
+        cuda_toolkit=toolkit,
+        pypi_build=release.pypi_cuda == cuda,
+        cudnn_version=release.facts(cuda).cudnn_version,
+        nccl=release.facts(cuda).nccl,
         size_budget_mb=budget,
     )
+
+
+def _torch_release(value: str, compat: Compat) -> tuple[str, TorchRelease]:
+    torch = str(value).strip()
+    release = compat.torch.get(torch)
+    if release is None:
+        known = sorted(compat.torch, key=Version)
+        near = ", ".join(_nearest(torch, known))
+        raise UserInputError(
+            f"torch {torch} is not in the compatibility data. Nearest known releases: {near}. "
+            f"All known: {one_of(known)}."
+        )
+    return torch, release
+
+
+def _cuda_build(
+    value: str, torch: str, release: TorchRelease, compat: Compat
+) -> tuple[str, CudaRelease | None]:
+    cuda = normalize_cuda(value)
+    if cuda not in release.builds():
+        gpu = ", ".join(release.cuda) or "none"
+        cpu_note = " and a CPU build (--cuda cpu)" if release.cpu else ""
+        near = ""
+        if cuda != "cpu" and release.cuda:
+            near = f" Nearest: {', '.join(_nearest(cuda, release.cuda))}."
+        raise UserInputError(
+            f"torch {torch} has no build for CUDA {cuda}: torch {torch} has CUDA wheels for "
+            f"{gpu}{cpu_note}.{near}"
+        )
+    if cuda == "cpu":
+        return cuda, None
+    cuda_rel = compat.cuda.get(cuda)
+    if cuda_rel is None:
+        raise UserInputError(
+            f"CUDA {cuda} is not in the compatibility data's CUDA table (known: "
+            f"{one_of(compat.cuda)}); add its base images and driver minimum with a source."
+        )
+    return cuda, cuda_rel
+
+
+def _cudnn(
+    value: str | None, torch: str, release: TorchRelease, cuda_rel: CudaRelease | None
+) -> str | None:
+    cudnn = _none(value)
+    if cudnn is not None:
+        cudnn = cudnn.lower().removeprefix("cudnn")
+    if cuda_rel is None:
+        if cudnn is not None:
+            raise UserInputError(
+                f"cuDNN {cudnn} was asked for a CPU build of torch {torch}; CPU variants have "
+                "no cuDNN: leave --cudnn out."
+            )
+        return None
+    shipped = release.cudnn
+    if cudnn is None:
+        return shipped
+    if cudnn != shipped:
+        raise UserInputError(
+            f"torch {torch} was built against cuDNN {shipped}, not cuDNN {cudnn}: its wheels "
+            f"ship cuDNN {shipped}. Use --cudnn {shipped} or leave it out."
+        )
+    return cudnn
+
+
+def _flavor(value: str | None) -> str:
+    flavor = (value or "runtime").strip().lower()
+    if flavor not in FLAVORS:
+        raise UserInputError(
+            f"flavor '{flavor}' is not valid{did_you_mean(flavor, FLAVORS)}; "
+            f"valid flavors: {one_of(FLAVORS)}."
+        )
+    return flavor
+
+
+def _route(
+    value: str | None,
+    cuda: str,
+    cuda_rel: CudaRelease | None,
+    flavor: str,
+    horovod: str | None,
+    compat: Compat,
+) -> str:
+    """Where CUDA comes from: `os` (torch's own wheels on a plain OS image) or `nvidia`.
+
+    The os route is the default wherever it works; a compiler (devel, or Horovod's NCCL
+    build) needs nvcc, which only CUDA versions with a PyPI nvcc have outside nvidia/cuda.
+    """
+    asked = (value or "").strip().lower() or None
+    if asked is not None and asked not in BASES:
+        raise UserInputError(
+            f"base '{asked}' is not valid{did_you_mean(asked, BASES)}; valid bases: "
+            f"{one_of(BASES)} (os: a plain OS image and the CUDA inside torch's wheels; "
+            "nvidia: nvidia/cuda images)."
+        )
+    if cuda_rel is None:
+        if asked == "nvidia":
+            raise UserInputError(
+                "base 'nvidia' was asked for a CPU variant: nvidia/cuda images only make sense "
+                "with CUDA. Leave --base out (CPU variants use the os route)."
+            )
+        return "os"
+    needs_nvcc = flavor == "devel" or horovod is not None
+    if asked == "os" and needs_nvcc and not cuda_rel.pypi_nvcc:
+        what = "a devel image" if flavor == "devel" else f"Horovod {horovod} with NCCL"
+        with_nvcc = sorted((c for c, r in compat.cuda.items() if r.pypi_nvcc), key=Version)
+        raise UserInputError(
+            f"{what} for CUDA {cuda} cannot use the os route: it needs nvcc {cuda}, and PyPI "
+            f"has no nvcc for CUDA {cuda} (nvidia-cuda-nvcc-cu12 ships ptxas, not nvcc). Use "
+            f"--base nvidia (the nvidia/cuda devel image), or a torch build for CUDA "
+            f"{', '.join(with_nvcc)}, where PyPI's cuda-toolkit[nvcc] works."
+        )
+    route = asked or ("nvidia" if needs_nvcc and not cuda_rel.pypi_nvcc else "os")
+    if route == "nvidia" and cuda_rel.tags_deleted:
+        fix = (
+            "Use --base-image with a copy you mirrored earlier, or a newer CUDA."
+            if needs_nvcc
+            else "Use --base os (torch's own CUDA on a plain OS image), or --base-image with "
+            "a copy you mirrored earlier."
+        )
+        raise UserInputError(
+            f"base 'nvidia' is not available for CUDA {cuda}: NVIDIA deleted its end-of-life "
+            f"nvidia/cuda:{cuda_rel.full}-* tags from Docker Hub. {fix}"
+        )
+    return route
+
+
+def _os(value: str | None, torch: str, cuda: str, base: str, compat: Compat) -> str:
+    choices = compat.os_for(cuda, base)
+    os_name = (value or "").strip().lower() or compat.default_os(torch, cuda, base) or ""
+    if os_name not in choices:
+        if cuda == "cpu" or base == "os":
+            what = "the os route (plain OS images)"
+        else:
+            what = f"CUDA {cuda} nvidia/cuda images"
+        hint = ""
+        if base == "nvidia" and os_name in compat.os_base:
+            hint = f" --base os puts torch's own CUDA on {os_name}."
+        raise UserInputError(
+            f"OS '{os_name}' is not available for {what}{did_you_mean(os_name, choices)};"
+            f" valid: {one_of(choices)}.{hint}"
+        )
+    return os_name
+
+
+def _python(
+    value: str | None,
+    torch: str,
+    release: TorchRelease,
+    cuda: str,
+    base: str,
+    os_name: str,
+    compat: Compat,
+) -> str:
+    pythons = compat.pythons_for(torch, os_name)
+    python = (value or "").strip() or _default_python(pythons, compat.os_python[os_name])
+    if python not in pythons:
+        offered = compat.os_python[os_name]
+        other_os = [o for o in compat.os_for(cuda, base) if python in compat.pythons_for(torch, o)]
+        hint = f" Python {python} is available with --os {', '.join(other_os)}." if other_os else ""
+        raise UserInputError(
+            f"Python '{python}' does not fit torch {torch} on {os_name}: torch {torch} supports "
+            f"Python {release.python}; {os_name} offers {one_of(offered)}; usable here: "
+            f"{one_of(pythons)}.{hint}"
+        )
+    return python
+
+
+def _horovod_fixes(horovod: str | None, torch: str, python: str, compat: Compat) -> tuple[str, ...]:
+    if horovod is None:
+        return ()
+    hvd = compat.horovod.get(horovod)
+    if hvd is None:
+        raise UserInputError(
+            f"Horovod {horovod} is not in the compatibility data; known: "
+            f"{one_of(sorted(compat.horovod, key=Version))}."
+        )
+    if not hvd.torch.contains(torch, prereleases=True):
+        ok = [v for v, h in compat.horovod.items() if h.torch.contains(torch)]
+        raise UserInputError(
+            f"Horovod {horovod} does not build against torch {torch} (it supports torch "
+            f"{hvd.torch}); Horovod versions known to work with torch {torch}: {one_of(ok)}."
+        )
+    if not hvd.python.contains(python + ".0"):
+        raise UserInputError(
+            f"Horovod {horovod} does not support Python {python} (it needs {hvd.python})."
+        )
+    return hvd.fixes_for(torch)
+
+
+def _torchvision(value: str | None, torch: str, release: TorchRelease) -> str | None:
+    if value is None:
+        return release.torchvision
+    if _none(value) is not None:
+        raise UserInputError(
+            f"torchvision '{value}' cannot be chosen: it follows torch "
+            f"({torch} -> {release.torchvision}). Only 'none' (leave it out) is accepted."
+        )
+    return None
+
+
+def _cuda_toolkit(torch: str, release: TorchRelease, cuda: str) -> str:
+    toolkit = release.facts(cuda).cuda_toolkit
+    if toolkit is None:
+        raise UserInputError(
+            f"torch {torch}'s CUDA {cuda} build has no recorded cuda-toolkit version, so a "
+            f"compiler matching it cannot be pinned on the os route. Use --base nvidia, or add "
+            f"`cuda_toolkit` for {torch} to the compatibility data (from the wheel's METADATA)."
+        )
+    return toolkit
+
+
+def _budget(value: int | None) -> int | None:
+    if value is not None and (not isinstance(value, int) or value <= 0):
+        raise UserInputError(
+            f"size_budget_mb must be a positive whole number of MB, not {value!r}."
+        )
+    return value

@@ -17,14 +17,14 @@ from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
-# pip matches manylinux tags exactly; torch and friends use these.
+# pip matches manylinux tags exactly, so every tag up to the glibc the images need is
+# listed (the CUDA wheels use many: nccl 2_18, cusparse 2_17, cupti 2_25, cudnn 2_27, ...).
+# glibc 2.28 is torch >= 2.7's own floor (manylinux_2_28); the OS images have newer.
 PLATFORMS = (
-    "manylinux_2_28_x86_64",
-    "manylinux_2_27_x86_64",
-    "manylinux_2_17_x86_64",
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(28, 4, -1)),
     "manylinux2014_x86_64",
-    "manylinux_2_12_x86_64",
     "manylinux2010_x86_64",
+    "manylinux1_x86_64",
 )
 
 

@@ -3,15 +3,19 @@
     python3 check_flavor.py --flavor runtime|devel [--expect-cuda M.m|cpu]
 
 runtime: no gcc/g++/cc/c++/nvcc on PATH nor /usr/local/cuda/bin/nvcc.
-devel: torch.utils.cpp_extension.load_inline builds, loads and runs a tiny C++ op (and a
-tiny CUDA kernel when nvcc and a GPU are there), in a temporary build directory.
+devel: torch.utils.cpp_extension.load_inline builds, loads and runs a tiny C++ op; for CUDA,
+nvcc must match torch's CUDA, a tiny __global__ kernel compiles for the variant's archs
+(its SASS listed per arch) and runs where a GPU is visible.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,7 +90,132 @@ def nvcc_path():
     return candidate if os.path.exists(candidate) else None
 
 
-def check_devel(cpu_variant):
+def nvcc_release(nvcc, runner=subprocess.run):
+    """'13.0' from `nvcc --version` ("Cuda compilation tools, release 13.0, V13.0.88")."""
+    out = runner(
+        [nvcc, "--version"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        universal_newlines=True,
+        timeout=60,
+    ).stdout
+    match = re.search(r"release (\d+\.\d+)", out or "")
+    return match.group(1) if match else None
+
+
+def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, problems):
+    """nvcc matches torch's CUDA; a __global__ kernel compiles to SASS for the archs; it runs
+    where a GPU is visible. JIT load_inline never compares nvcc with torch.version.cuda and
+    links whatever libcudart it finds, so the comparison is made here first."""
+    release = nvcc_release(nvcc)
+    figures["nvcc_release"] = release
+    if smokelib.major_minor(release) != smokelib.major_minor(torch.version.cuda):
+        problems.append(
+            "nvcc is CUDA %s but torch was built with CUDA %s" % (release, torch.version.cuda)
+        )
+        figures["cuda_extension"] = "skipped: nvcc does not match torch"
+        return
+    if archs and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        # cpp_extension asks the GPU for its arch without this (IndexError with no GPU).
+        os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(
+            "%s.%s" % (a[3:-1], a[-1]) for a in archs if a.startswith("sm_")
+        )
+    figures["torch_cuda_arch_list"] = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    build_dir = os.path.join(build_root, "cuda")
+    os.makedirs(build_dir)
+    start = time.time()
+    try:
+        module = cpp_extension.load_inline(
+            name="gpuimages_smoke_cuda",
+            cpp_sources=[CUDA_DECL],
+            cuda_sources=[CUDA_SOURCE],
+            functions=["smoke_add_one"],
+            build_directory=build_dir,
+            verbose=True,
+        )
+    except Exception as exc:
+        figures["cuda_extension"] = "error"
+        problems.append("CUDA extension build/load failed: %s: %s" % (type(exc).__name__, exc))
+        return
+    finally:
+        figures["cuda_build_s"] = round(time.time() - start, 2)
+    built = os.path.join(build_dir, "gpuimages_smoke_cuda.so")
+    sass, how = list_sass(built)
+    figures["sass"] = sass
+    figures["sass_listed_by"] = how
+    wanted = sorted(a for a in archs if a.startswith("sm_"))
+    missing = [a for a in wanted if a not in sass]
+    if missing:
+        problems.append(
+            "the kernel has no SASS for %s (found %s)"
+            % (",".join(missing), ",".join(sass) or "none")
+        )
+    if not torch.cuda.is_available():
+        figures["cuda_extension"] = "built (SASS %s); not run: no GPU visible" % ",".join(sass)
+        return
+    x = torch.arange(1000, dtype=torch.float32, device="cuda")
+    got = module.smoke_add_one(x)
+    torch.cuda.synchronize()
+    ok = torch.equal(got.cpu(), x.cpu() + 1)
+    figures["cuda_extension"] = "ok" if ok else "wrong result"
+    if not ok:
+        problems.append("CUDA kernel returned a wrong result")
+
+
+FATBIN_MAGIC = 0xBA55ED50
+
+
+def fatbin_archs(data):
+    """SASS archs in an ELF's .nv_fatbin section(s), read from the fatbin headers.
+
+    A fatbin is a header (magic 0xBA55ED50, u16 version, u16 header size, u64 body size)
+    followed by entries (u16 kind: 1 PTX, 2 ELF; u16 version; u32 header size; u64 padded
+    payload size; ...; u32 sm arch at offset 28). The layout is what cuobjdump reads; it is
+    used only when cuobjdump is absent (PyPI's CUDA 13 nvcc ships none).
+    """
+    found = []
+    offset = 0
+    while True:
+        offset = data.find(struct.pack("<I", FATBIN_MAGIC), offset)
+        if offset < 0 or offset + 16 > len(data):
+            break
+        _magic, _version, header_size, body_size = struct.unpack_from("<IHHQ", data, offset)
+        entry = offset + header_size
+        end = min(entry + body_size, len(data))
+        while entry + 32 <= end:
+            kind, _ver, entry_header, payload = struct.unpack_from("<HHIQ", data, entry)
+            arch = struct.unpack_from("<I", data, entry + 28)[0]
+            if entry_header == 0:
+                break
+            name = ("sm_%d" if kind == 2 else "compute_%d") % arch
+            if kind == 2 and name not in found:
+                found.append(name)
+            entry += entry_header + payload
+        offset = max(end, offset + 4)
+    return sorted(found, key=lambda a: int(a.split("_")[1]))
+
+
+def list_sass(path, which=shutil.which, runner=subprocess.run):
+    """(['sm_75', ...], how): cuobjdump --list-elf where present, else the fatbin headers."""
+    cuobjdump = which("cuobjdump")
+    if cuobjdump:
+        out = runner(
+            [cuobjdump, "--list-elf", path],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            universal_newlines=True,
+            timeout=120,
+        ).stdout
+        archs = sorted(
+            set(re.findall(r"\.(sm_\d+[af]?)\.cubin", out or "")),
+            key=lambda a: int(re.sub(r"\D", "", a)),
+        )
+        return archs, "cuobjdump --list-elf"
+    with open(path, "rb") as fh:
+        return fatbin_archs(fh.read()), "fatbin headers"
+
+
+def check_devel(cpu_variant, archs=()):
     figures = {"flavor": "devel", "compilers": find_compilers()}
     try:
         import torch
@@ -137,34 +266,8 @@ def check_devel(cpu_variant):
         elif nvcc is None:
             figures["cuda_extension"] = "skipped: nvcc not found"
             problems.append("devel image for CUDA %s has no nvcc" % torch.version.cuda)
-        elif not torch.cuda.is_available():
-            figures["cuda_extension"] = "skipped: no GPU visible"
         else:
-            build_dir = os.path.join(build_root, "cuda")
-            os.makedirs(build_dir)
-            start = time.time()
-            try:
-                module = cpp_extension.load_inline(
-                    name="gpuimages_smoke_cuda",
-                    cpp_sources=[CUDA_DECL],
-                    cuda_sources=[CUDA_SOURCE],
-                    functions=["smoke_add_one"],
-                    build_directory=build_dir,
-                    verbose=True,
-                )
-                x = torch.arange(1000, dtype=torch.float32, device="cuda")
-                got = module.smoke_add_one(x)
-                torch.cuda.synchronize()
-                ok = torch.equal(got.cpu(), x.cpu() + 1)
-                figures["cuda_extension"] = "ok" if ok else "wrong result"
-                if not ok:
-                    problems.append("CUDA kernel returned a wrong result")
-            except Exception as exc:
-                figures["cuda_extension"] = "error"
-                problems.append(
-                    "CUDA extension build/load failed: %s: %s" % (type(exc).__name__, exc)
-                )
-            figures["cuda_build_s"] = round(time.time() - start, 2)
+            cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, problems)
     finally:
         shutil.rmtree(build_root, ignore_errors=True)
     if problems:
@@ -172,6 +275,16 @@ def check_devel(cpu_variant):
     parts = ["C++ extension built and ran (%.1f s)" % figures["cpp_build_s"]]
     if figures.get("cuda_extension") == "ok":
         parts.append("CUDA kernel built and ran (%.1f s)" % figures["cuda_build_s"])
+    elif figures.get("sass"):
+        parts.append(
+            "nvcc %s matches torch; CUDA kernel built (%.1f s), SASS %s; %s"
+            % (
+                figures.get("nvcc_release"),
+                figures["cuda_build_s"],
+                ",".join(figures["sass"]),
+                figures["cuda_extension"].split("; ", 1)[-1],
+            )
+        )
     else:
         parts.append("CUDA extension %s" % figures.get("cuda_extension"))
     return "passed", "; ".join(parts), figures
@@ -179,7 +292,7 @@ def check_devel(cpu_variant):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    smokelib.add_expectation_args(parser, ["flavor", "expect-cuda"])
+    smokelib.add_expectation_args(parser, ["flavor", "expect-cuda", "archs"])
     args = parser.parse_args(argv)
     smokelib.maybe_hang(NAME)
     if args.flavor is None:
@@ -189,7 +302,8 @@ def main(argv=None):
     if args.flavor == "runtime":
         status, reason, figures = check_runtime()
     else:
-        status, reason, figures = check_devel(smokelib.is_cpu_variant(args.expect_cuda))
+        archs = smokelib.normalize_archs(args.archs) if args.archs else []
+        status, reason, figures = check_devel(smokelib.is_cpu_variant(args.expect_cuda), archs)
     return smokelib.emit_result(NAME, status, reason, figures)
 
 

@@ -31,6 +31,15 @@ EXPECTATIONS = {
     "expect-torch": ("GPUIMAGES_TORCH", "expected torch version (a local +cuXXX part is ignored)"),
     "expect-cuda": ("GPUIMAGES_CUDA", "expected CUDA major.minor of torch, or 'cpu'"),
     "expect-cudnn": ("GPUIMAGES_CUDNN", "expected cuDNN major version"),
+    "expect-cudnn-version": (
+        "GPUIMAGES_CUDNN_VERSION",
+        "expected full cuDNN version (X.Y.Z), or 'none' when not recorded",
+    ),
+    "expect-nccl": ("GPUIMAGES_NCCL", "expected NCCL version (X.Y.Z), or 'none' when not recorded"),
+    "base": (
+        "GPUIMAGES_BASE",
+        "where CUDA comes from: os (torch's wheels) or nvidia (nvidia/cuda)",
+    ),
     "expect-python": ("GPUIMAGES_PYTHON", "expected Python major.minor"),
     "expect-torchvision": ("GPUIMAGES_TORCHVISION", "expected torchvision version, or 'none'"),
     "expect-horovod": ("GPUIMAGES_HOROVOD", "expected Horovod version, or 'none'"),

@@ -9,9 +9,10 @@ Bare on a GPU host with torch installed (no Docker), from a checkout:
     python3 scripts/smoke/suite.py --expect-torch 1.12.0 --expect-cuda 11.3 --expect-cudnn 8 \\
         --flavor runtime --min-driver 450.80.02 --report smoke.json
 
-Checks: gpu, torch, ddp, flavor, horovod_gloo, horovod_mpi (select with --only/--skip;
-"horovod" means both). Each runs as a subprocess with a per-check --timeout (the whole
-process tree is killed on expiry). Every --expect-* option defaults to GPUIMAGES_<NAME>
+Checks: gpu, torch, cuda (the CUDA stack, no GPU needed), ddp, flavor, horovod_gloo,
+horovod_mpi (select with --only/--skip; "horovod" means both). Each runs as a
+subprocess with a per-check --timeout (the whole process tree is killed on expiry).
+Every --expect-* option defaults to GPUIMAGES_<NAME>
 (--expect-torch: GPUIMAGES_TORCH, --flavor: GPUIMAGES_FLAVOR, --min-driver:
 GPUIMAGES_MIN_DRIVER, ...); an expectation that is not given is reported as not checked.
 Multi-node DDP: run the suite on every node with --nnodes N --node-rank R --master-addr A
@@ -36,7 +37,7 @@ sys.path.insert(0, HERE)
 import smokelib  # noqa: E402  (after the sys.path line above)
 
 SCHEMA = 1
-CHECK_NAMES = ["gpu", "torch", "ddp", "flavor", "horovod_gloo", "horovod_mpi"]
+CHECK_NAMES = ["gpu", "torch", "cuda", "ddp", "flavor", "horovod_gloo", "horovod_mpi"]
 ALIASES = {"horovod": ["horovod_gloo", "horovod_mpi"]}
 DEFAULT_TIMEOUT = 300
 LOG_TAIL_LINES = 40
@@ -161,6 +162,18 @@ def check_command(name: str, args: argparse.Namespace, python: str = sys.executa
                 "require-gpus",
             ],
         )
+    if name == "cuda":
+        return script("check_cuda.py") + _forward(
+            args,
+            [
+                "expect-cuda",
+                "expect-cudnn",
+                "expect-cudnn-version",
+                "expect-nccl",
+                "archs",
+                "base",
+            ],
+        )
     if name == "ddp":
         cmd = script("check_ddp.py") + _forward(args, ["expect-cuda", "require-gpus"])
         cmd += ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank)]
@@ -170,7 +183,7 @@ def check_command(name: str, args: argparse.Namespace, python: str = sys.executa
                 cmd += ["--" + opt, str(value)]
         return cmd
     if name == "flavor":
-        return script("check_flavor.py") + _forward(args, ["flavor", "expect-cuda"])
+        return script("check_flavor.py") + _forward(args, ["flavor", "expect-cuda", "archs"])
     if name in ("horovod_gloo", "horovod_mpi"):
         launcher = name.split("_", 1)[1]
         forwarded = _forward(args, ["expect-horovod", "expect-cuda", "require-gpus"])

@@ -18,11 +18,11 @@ VALID = [
     (
         {"torch": "1.12.0", "cuda": "10.2"},
         "1.12.0-cuda10.2-cudnn8-runtime",
-        "nvidia/cuda:10.2-cudnn8-runtime-ubuntu18.04",
-        "3.8",
+        "ubuntu:22.04",  # os route: NVIDIA deleted the 10.2 tags; torch bundles its CUDA
+        "3.10",
     ),
     (
-        {"torch": "1.12.0", "cuda": "11.3"},
+        {"base": "nvidia", "torch": "1.12.0", "cuda": "11.3"},
         "1.12.0-cuda11.3-cudnn8-runtime",
         "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04",
         "3.8",
@@ -35,28 +35,28 @@ VALID = [
     ),
     ({"torch": "1.12.0", "cuda": "cpu"}, "1.12.0-cpu-runtime", "ubuntu:22.04", "3.10"),
     (
-        {"torch": "1.12.1", "cuda": "11.3", "python": "3.9"},
+        {"base": "nvidia", "torch": "1.12.1", "cuda": "11.3", "python": "3.9"},
         "1.12.1-cuda11.3-cudnn8-runtime",
         "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04",
         "3.9",
     ),
     # [PV] v1.13.1: cu116, cu117
     (
-        {"torch": "1.13.1", "cuda": "11.7"},
+        {"base": "nvidia", "torch": "1.13.1", "cuda": "11.7"},
         "1.13.1-cuda11.7-cudnn8-runtime",
         "nvidia/cuda:11.7.1-cudnn8-runtime-ubuntu22.04",
         "3.10",
     ),
     # [PV] v2.0.1: cu117, cu118; Docker Hub pytorch/pytorch:2.0.1-cuda11.7-cudnn8-runtime
     (
-        {"torch": "2.0.1", "cuda": "11.7"},
+        {"base": "nvidia", "torch": "2.0.1", "cuda": "11.7"},
         "2.0.1-cuda11.7-cudnn8-runtime",
         "nvidia/cuda:11.7.1-cudnn8-runtime-ubuntu22.04",
         "3.10",
     ),
     # Docker Hub pytorch/pytorch:2.1.2-cuda11.8-cudnn8-runtime / -devel
     (
-        {"torch": "2.1.2", "cuda": "11.8"},
+        {"base": "nvidia", "torch": "2.1.2", "cuda": "11.8"},
         "2.1.2-cuda11.8-cudnn8-runtime",
         "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04",
         "3.10",
@@ -69,14 +69,14 @@ VALID = [
     ),
     # Docker Hub pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime
     (
-        {"torch": "2.3.1", "cuda": "12.1"},
+        {"base": "nvidia", "torch": "2.3.1", "cuda": "12.1"},
         "2.3.1-cuda12.1-cudnn8-runtime",
         "nvidia/cuda:12.1.1-cudnn8-runtime-ubuntu22.04",
         "3.10",
     ),
     # Docker Hub pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime ([RM] 2.4: cuDNN 9)
     (
-        {"torch": "2.4.1", "cuda": "12.4"},
+        {"base": "nvidia", "torch": "2.4.1", "cuda": "12.4"},
         "2.4.1-cuda12.4-cudnn9-runtime",
         "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04",
         "3.10",
@@ -91,21 +91,21 @@ VALID = [
     # [PV] v2.4.1 cu118 wheels bring cuDNN 9; nvidia/cuda 11.8 images only carry cuDNN 8,
     # so the plain CUDA image is the base (Docker Hub: pytorch/pytorch:2.4.1-cuda11.8-cudnn9-*)
     (
-        {"torch": "2.4.1", "cuda": "11.8"},
+        {"base": "nvidia", "torch": "2.4.1", "cuda": "11.8"},
         "2.4.1-cuda11.8-cudnn9-runtime",
         "nvidia/cuda:11.8.0-runtime-ubuntu22.04",
         "3.10",
     ),
     # [PV] v2.6.0: cu126; nvidia/cuda 12.6.3 on ubuntu24.04 has Python 3.12
     (
-        {"torch": "2.6.0", "cuda": "12.6"},
+        {"base": "nvidia", "torch": "2.6.0", "cuda": "12.6"},
         "2.6.0-cuda12.6-cudnn9-runtime",
         "nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04",
         "3.12",
     ),
     # [PV] v2.7.1: cu128
     (
-        {"torch": "2.7.1", "cuda": "12.8"},
+        {"base": "nvidia", "torch": "2.7.1", "cuda": "12.8"},
         "2.7.1-cuda12.8-cudnn9-runtime",
         "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04",
         "3.12",
@@ -115,12 +115,12 @@ VALID = [
     (
         {"torch": "2.13.0", "cuda": "cpu", "flavor": "devel", "horovod": "0.28.1"},
         "2.13.0-cpu-devel-horovod0.28.1",
-        "debian:bookworm",
+        "debian:bookworm-slim",
         "3.11",
     ),
     # [HVD] 0.28.1 against torch 1.12 needs no fix
     (
-        {"torch": "1.12.0", "cuda": "11.3", "horovod": "0.28.1"},
+        {"base": "nvidia", "torch": "1.12.0", "cuda": "11.3", "horovod": "0.28.1"},
         "1.12.0-cuda11.3-cudnn8-runtime-horovod0.28.1",
         "nvidia/cuda:11.3.1-cudnn8-runtime-ubuntu20.04",
         "3.8",
@@ -150,7 +150,10 @@ INVALID = [
     ({"torch": "2.1.2", "cuda": "11.8", "horovod": "0.28.0"}, ["does not build against torch"]),
     ({"torch": "1.12.0", "cuda": "11.3", "horovod": "0.19.0"}, ["Horovod 0.19.0", "known: "]),
     # [NCI] CUDA 12.1 images start at ubuntu20.04
-    ({"torch": "2.1.2", "cuda": "12.1", "os": "ubuntu18.04"}, ["valid: ubuntu20.04, ubuntu22.04"]),
+    (
+        {"torch": "2.1.2", "cuda": "12.1", "os": "ubuntu18.04", "base": "nvidia"},
+        ["valid: ubuntu20.04, ubuntu22.04"],
+    ),
     ({"torch": "1.12.5", "cuda": "11.3"}, ["not in the compatibility data", "1.12.0"]),
     ({"torch": "2.13.0", "cuda": "cpu", "cudnn": "8"}, ["CPU variants have no cuDNN"]),
     ({"torch": "1.12.0", "cuda": "11.3", "flavor": "runtme"}, ["did you mean 'runtime'"]),

@@ -191,7 +191,7 @@ def test_every_cuda_minimum_meets_its_own_require_check(compat):
 
 def test_newest_branch_runs_the_whole_matrix(repo_root):
     variants = load_matrix(repo_root / "matrix.yaml").variants
-    assert doctor.newest_branch(variants) == "550"  # CUDA 12.4: 550.54.15
+    assert doctor.newest_branch(variants) == "580"  # CUDA 13.0: 580.65.06
 
 
 # --- host checks on made-up probes ------------------------------------------------------

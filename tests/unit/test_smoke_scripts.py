@@ -475,7 +475,7 @@ def test_bad_options_are_refused(clean_env, capsys):
 def test_select_checks():
     assert suite.select_checks(None, None) == suite.CHECK_NAMES
     assert suite.select_checks("ddp,torch", None) == ["torch", "ddp"]
-    assert suite.select_checks(None, "horovod") == ["gpu", "torch", "ddp", "flavor"]
+    assert suite.select_checks(None, "horovod") == ["gpu", "torch", "cuda", "ddp", "flavor"]
     assert suite.select_checks("horovod", "horovod_mpi") == ["horovod_gloo"]
     with pytest.raises(ValueError, match="unknown check"):
         suite.select_checks("gpus", None)
