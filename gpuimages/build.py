@@ -7,6 +7,8 @@ budget; a failed build removes the tag so it cannot point at a stale image.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -141,23 +143,55 @@ def build_labels(variant: Variant, revision: str | None) -> dict[str, str]:
     return labels
 
 
-def stage_context(variant: Variant, sources: PackageSources, work_dir: Path) -> Path:
-    """A build context holding only what the Dockerfile reads, laid out like the repo."""
-    ctx = work_dir / "context" / variant.name
-    if ctx.exists():
-        shutil.rmtree(ctx)
+def _context_files(sources: PackageSources) -> list[tuple[Path, str]]:
+    """(source file, path inside the context) for everything a Dockerfile may read."""
+    files: list[tuple[Path, str]] = []
     for part in CONTEXT_PARTS:
-        shutil.copytree(ROOT / part, ctx / part, ignore=shutil.ignore_patterns("__pycache__"))
-    wheels = ctx / "wheelhouse"
-    wheels.mkdir(parents=True)
+        for src in sorted((ROOT / part).rglob("*")):
+            if src.is_file() and "__pycache__" not in src.parts:
+                files.append((src, src.relative_to(ROOT).as_posix()))
     if sources.wheelhouse:
         for src in sorted(sources.wheelhouse.iterdir()):
             if src.is_file() and src.suffix in (".whl", ".gz", ".zip"):
-                try:
-                    os.link(src, wheels / src.name)
-                except OSError:
-                    shutil.copy2(src, wheels / src.name)
+                files.append((src, f"wheelhouse/{src.name}"))
+    return files
+
+
+def stage_context(variant: Variant, sources: PackageSources, work_dir: Path) -> Path:
+    """A build context holding only what the Dockerfile reads, laid out like the repo.
+
+    One directory per wheelhouse, kept between builds and synced in place: BuildKit sends
+    a context incrementally when its path stays the same, so the multi-GB wheels travel
+    once for all variants that share them, and a changed smoke script costs only itself.
+    """
+    files = _context_files(sources)
+    key = str(sources.wheelhouse.resolve()) if sources.wheelhouse else "-"
+    ctx = work_dir / "context" / hashlib.sha256(key.encode()).hexdigest()[:12]
+    ctx.mkdir(parents=True, exist_ok=True)
+    with open(ctx.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # builds of sibling variants sync the same files
+        wanted = {rel for _src, rel in files}
+        for path in sorted(ctx.rglob("*"), reverse=True):
+            rel = path.relative_to(ctx).as_posix()
+            if path.is_file() and rel not in wanted:
+                path.unlink()
+        (ctx / "wheelhouse").mkdir(exist_ok=True)
+        for src, rel in files:
+            _sync(src, ctx / rel)
+    log.debug("context %s for %s: %d files", ctx, variant.name, len(files))
     return ctx
+
+
+def _sync(src: Path, dest: Path) -> None:
+    have, want = (dest.stat() if dest.exists() else None), src.stat()
+    if have and (have.st_size, have.st_mtime_ns) == (want.st_size, want.st_mtime_ns):
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
 
 
 _STEP = re.compile(r"^#(\d+) (\[[^\]]+\] .*)$")
