@@ -19,16 +19,48 @@ from gpuimages.yamlio import load_yaml
 @dataclass(frozen=True)
 class TorchRelease:
     version: str
-    python: SpecifierSet
-    cuda: tuple[str, ...]
-    cpu: bool
-    cudnn: str | None
+    python: SpecifierSet  # Requires-Python of the release
+    build_python: dict[str, tuple[str, ...]]  # build ("11.8" | "cpu") -> CPython versions
     torchvision: str | None
     torchaudio: str | None
+    pypi_default: str | None = None  # the build PyPI's plain `torch==X` wheel is
+    glibc: str | None = None  # floor stated by its wheels' manylinux tag
+
+    @property
+    def cuda(self) -> tuple[str, ...]:
+        return tuple(sorted((b for b in self.build_python if b != "cpu"), key=Version))
+
+    @property
+    def cpu(self) -> bool:
+        return "cpu" in self.build_python
 
     def builds(self) -> tuple[str, ...]:
         """Every value `cuda` may take for this release, CPU last."""
         return self.cuda + (("cpu",) if self.cpu else ())
+
+    def pythons(self, build: str) -> tuple[str, ...]:
+        """CPython versions the index has wheels of for this build (no free-threaded ones)."""
+        return self.build_python.get(build, ())
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """cuDNN, NCCL and GPU archs of one torch x CUDA build (compat.yaml build_facts)."""
+
+    cudnn: str | None  # exact ("8.7.0.84") where sourced, else the major ("9")
+    nccl: str | None
+    archs: tuple[str, ...]
+    src: str = ""
+
+    @property
+    def cudnn_major(self) -> str | None:
+        return self.cudnn.split(".")[0] if self.cudnn else None
+
+
+@dataclass(frozen=True)
+class BuildRule:
+    torch: SpecifierSet
+    facts: BuildFacts
 
 
 @dataclass(frozen=True)
@@ -42,6 +74,7 @@ class CudaRelease:
     min_driver: str
     minor_compat_driver: str | None
     archs: tuple[str, ...]
+    tags_deleted: bool = False  # nvidia/cuda tags gone from Docker Hub: no nvidia route
 
     def base_image(self, cudnn: str, flavor: str, os_name: str) -> str:
         """The nvidia/cuda tag; without a cuDNN part when no image carries that cuDNN major.
@@ -67,6 +100,22 @@ class HorovodRelease:
     python: SpecifierSet
     fixes: tuple[HorovodFix, ...]
     build_requires: tuple[str, ...]
+    upstream_torch: SpecifierSet | None = None  # what its own release supports
+    built_here: str | None = None  # the newest torch this project built it against
+
+    def support_note(self, torch: str) -> str | None:
+        """A line for `check` when this torch needs our patch (not upstream-supported)."""
+        fixes = self.fixes_for(torch)
+        if not fixes or self.upstream_torch is None:
+            return None
+        if self.upstream_torch.contains(torch, prereleases=True):
+            return None
+        built = f"; newest torch built against here: {self.built_here}" if self.built_here else ""
+        return (
+            f"Horovod {self.version} with torch {torch} builds with our patch "
+            f"({', '.join(fixes)}), not upstream-supported (upstream: torch "
+            f"{self.upstream_torch}){built}."
+        )
 
     def fixes_for(self, torch: str) -> tuple[str, ...]:
         return tuple(f.fix for f in self.fixes if f.torch.contains(torch, prereleases=True))
@@ -83,6 +132,15 @@ class Compat:
     horovod: dict[str, HorovodRelease]
     numpy: tuple[tuple[SpecifierSet, dict[str, str]], ...]
     driver_cuda: dict[str, str] = field(default_factory=dict)  # CUDA -> its first driver
+    build_rules: dict[str, tuple[BuildRule, ...]] = field(default_factory=dict)
+    os_glibc: dict[str, str] = field(default_factory=dict)
+
+    def build_facts(self, torch: str, cuda: str) -> BuildFacts | None:
+        """cuDNN/NCCL/archs of the torch x CUDA build: the first rule whose range holds torch."""
+        for rule in self.build_rules.get(cuda, ()):
+            if rule.torch.contains(torch, prereleases=True):
+                return rule.facts
+        return None
 
     def cuda_for_driver(self, driver: str) -> str | None:
         """The newest CUDA release this driver supports (what NVIDIA_REQUIRE_CUDA meets)."""
@@ -101,14 +159,34 @@ class Compat:
             return tuple(self.cpu_base)
         return self.cuda[cuda].os
 
-    def pythons_for(self, torch: str, os_name: str) -> tuple[str, ...]:
-        """Python versions that both the OS archive offers and the torch release supports."""
-        spec = self.torch[torch].python
-        return tuple(p for p in self.os_python[os_name] if spec.contains(p + ".0"))
+    def pythons_for(self, torch: str, os_name: str, cuda: str | None = None) -> tuple[str, ...]:
+        """Python versions the OS archive offers and the torch build has wheels for.
 
-    def default_os(self, torch: str, cuda: str) -> str | None:
-        """Newest OS for this build that offers a Python the torch release supports."""
-        candidates = [o for o in self.os_for_cuda(cuda) if self.pythons_for(torch, o)]
+        Without `cuda`, any build of the release counts. An OS whose glibc is below the
+        release's floor offers none.
+        """
+        release = self.torch[torch]
+        if not self.glibc_ok(torch, os_name):
+            return ()
+        if cuda is None:
+            wheels = {p for b in release.builds() for p in release.pythons(b)}
+        else:
+            wheels = set(release.pythons(cuda))
+        return tuple(p for p in self.os_python[os_name] if p in wheels)
+
+    def glibc_ok(self, torch: str, os_name: str) -> bool:
+        floor = self.torch[torch].glibc
+        have = self.os_glibc.get(os_name)
+        return not (floor and have) or Version(have) >= Version(floor)
+
+    def default_os(self, torch: str, cuda: str, python: str | None = None) -> str | None:
+        """Newest OS for this build that offers a Python it has (`python` itself, if given)."""
+
+        def fits(o: str) -> bool:
+            usable = self.pythons_for(torch, o, cuda)
+            return python in usable if python else bool(usable)
+
+        candidates = [o for o in self.os_for_cuda(cuda) if fits(o)]
         if cuda == "cpu":
             return candidates[0] if candidates else None  # cpu_base lists the preferred first
         return max(candidates, key=lambda o: Version(split_os(o)[1]), default=None)
@@ -130,14 +208,32 @@ def parse_compat(raw: dict) -> Compat:
     torch = {
         str(v): TorchRelease(
             version=str(v),
-            python=_spec(d["python"]),
-            cuda=tuple(str(c) for c in d.get("cuda") or ()),
-            cpu=bool(d.get("cpu")),
-            cudnn=None if d.get("cudnn") is None else str(d["cudnn"]),
+            python=_spec(d.get("python")),
+            build_python={
+                str(b): tuple(str(p) for p in (facts or {}).get("python") or ())
+                for b, facts in (d.get("builds") or {}).items()
+            },
             torchvision=d.get("torchvision"),
             torchaudio=d.get("torchaudio"),
+            pypi_default=None if d.get("pypi_default") is None else str(d["pypi_default"]),
+            glibc=None if d.get("glibc") is None else str(d["glibc"]),
         )
         for v, d in raw["torch"].items()
+    }
+    build_rules = {
+        str(c): tuple(
+            BuildRule(
+                torch=SpecifierSet("" if r["torch"] in ("*", None) else r["torch"]),
+                facts=BuildFacts(
+                    cudnn=None if r.get("cudnn") is None else str(r["cudnn"]),
+                    nccl=None if r.get("nccl") is None else str(r["nccl"]),
+                    archs=tuple(r.get("archs") or ()),
+                    src=str(r.get("src") or ""),
+                ),
+            )
+            for r in rules
+        )
+        for c, rules in (raw.get("build_facts") or {}).items()
     }
     cuda = {
         str(v): CudaRelease(
@@ -150,6 +246,7 @@ def parse_compat(raw: dict) -> Compat:
             min_driver=str(d["min_driver"]),
             minor_compat_driver=d.get("minor_compat_driver"),
             archs=tuple(d["archs"]),
+            tags_deleted=bool(d.get("tags_deleted")),
         )
         for v, d in raw["cuda"].items()
     }
@@ -160,6 +257,8 @@ def parse_compat(raw: dict) -> Compat:
             python=_spec(d["python"]),
             fixes=tuple(HorovodFix(_spec(f["torch"]), f["fix"]) for f in d.get("fixes") or ()),
             build_requires=tuple(d.get("build_requires") or ()),
+            upstream_torch=_spec(d["upstream_torch"]) if d.get("upstream_torch") else None,
+            built_here=None if d.get("built_here") is None else str(d["built_here"]),
         )
         for v, d in raw["horovod"].items()
     }
@@ -169,7 +268,9 @@ def parse_compat(raw: dict) -> Compat:
         cuda=cuda,
         cpu_base={k: dict(v) for k, v in raw["cpu_base"].items()},
         os_python={k: tuple(str(p) for p in v["python"]) for k, v in raw["os"].items()},
-        os_mpi_runtime={k: tuple(v["mpi_runtime"]) for k, v in raw["os"].items()},
+        os_mpi_runtime={k: tuple(v.get("mpi_runtime") or ()) for k, v in raw["os"].items()},
+        os_glibc={k: str(v["glibc"]) for k, v in raw["os"].items() if v.get("glibc")},
+        build_rules=build_rules,
         horovod=horovod,
         numpy=tuple(
             (_spec(spec), {str(k): str(v) for k, v in table.items()})

@@ -175,15 +175,62 @@ def wheel_tag(cuda: str) -> str:
 
 
 def normalize_cuda(value: str) -> str:
-    """Accept '11.3', 'cu113', 'cuda11.3', 'CPU'; return '11.3' or 'cpu'."""
+    """Accept '11.3', 'cu113', 'cuda11.3', '11.3.1', 'CPU'; return '11.3' or 'cpu'."""
     v = str(value).strip().lower()
-    if v == "cpu":
+    if v in ("cpu", "+cpu"):
         return "cpu"
-    v = v.removeprefix("cuda")
+    v = v.removeprefix("+").removeprefix("cuda").removeprefix("-")
     m = re.fullmatch(r"cu(\d+)(\d)", v)
     if m:
         return f"{m.group(1)}.{m.group(2)}"
+    m = re.fullmatch(r"(\d+)\.(\d+)\.\d+", v)  # a full CUDA version names its line
+    if m:
+        return f"{m.group(1)}.{m.group(2)}"
     return v
+
+
+def build_cudnn(compat: Compat, torch: str, cuda: str, asked: str | None) -> str:
+    """The cuDNN major of the torch x CUDA build; `asked` must match it."""
+    facts = compat.build_facts(torch, cuda)
+    shipped = facts.cudnn_major if facts else None
+    if shipped is None:
+        raise UserInputError(
+            f"compat.yaml has no cuDNN for the torch {torch} CUDA {cuda} build (build_facts); "
+            "add it with a source."
+        )
+    if asked is not None and asked != shipped:
+        exact = f" ({facts.cudnn})" if facts and facts.cudnn != shipped else ""
+        raise UserInputError(
+            f"torch {torch} was built against cuDNN {shipped}, not cuDNN {asked}: its CUDA "
+            f"{cuda} wheels ship cuDNN {shipped}{exact}. Use --cudnn {shipped} or leave it out."
+        )
+    return shipped
+
+
+def refuse_deleted_base(compat: Compat, cuda: str, route: str | None) -> None:
+    """The nvidia route needs nvidia/cuda tags: refuse a CUDA line whose tags were deleted."""
+    rel = compat.cuda.get(cuda)
+    if route == "nvidia" and rel is not None and rel.tags_deleted:
+        raise UserInputError(
+            f"CUDA {cuda} is end-of-life and its nvidia/cuda tags were deleted from Docker Hub, "
+            "so the nvidia base route cannot build it. Use the os route (a plain OS image; the "
+            "torch wheel brings its own CUDA) or a newer CUDA."
+        )
+
+
+def choose_os(compat: Compat, torch: str, cuda: str, python: str | None) -> str | None:
+    """The OS a request without --os gets: one that has the asked Python, if any was asked."""
+    return compat.default_os(torch, cuda, python) or compat.default_os(torch, cuda)
+
+
+def build_archs(compat: Compat, torch: str, cuda: str) -> tuple[str, ...]:
+    """GPU archs compiled into the torch x CUDA build (the CUDA line's list if unrecorded)."""
+    if cuda == "cpu":
+        return ()
+    facts = compat.build_facts(torch, cuda)
+    if facts and facts.archs:
+        return facts.archs
+    return compat.cuda[cuda].archs
 
 
 def _nearest(value: str, choices: tuple[str, ...] | list[str]) -> list[str]:
@@ -260,14 +307,8 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
                 "no cuDNN: leave --cudnn out."
             )
     else:
-        shipped = release.cudnn
-        if cudnn is None:
-            cudnn = shipped
-        if cudnn != shipped:
-            raise UserInputError(
-                f"torch {torch} was built against cuDNN {shipped}, not cuDNN {cudnn}: its wheels "
-                f"ship cuDNN {shipped}. Use --cudnn {shipped} or leave it out."
-            )
+        cudnn = build_cudnn(compat, torch, cuda, cudnn)
+        refuse_deleted_base(compat, cuda, getattr(req, "base", None))
 
     flavor = (req.flavor or "runtime").strip().lower()
     if flavor not in FLAVORS:
@@ -277,23 +318,36 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         )
 
     os_choices = compat.os_for_cuda(cuda)
-    os_name = (req.os or "").strip().lower() or compat.default_os(torch, cuda)
+    asked_python = (req.python or "").strip() or None
+    os_name = (req.os or "").strip().lower() or choose_os(compat, torch, cuda, asked_python)
+    if os_name is None:
+        raise UserInputError(
+            f"no OS in compat.yaml offers a Python that the torch {torch} {cuda} build has "
+            f"wheels for (it has {one_of(release.pythons(cuda))}; "
+            f"OS choices for it: {one_of(os_choices)})."
+        )
     if os_name not in os_choices:
         what = "CPU variants" if cuda == "cpu" else f"CUDA {cuda} base images"
         raise UserInputError(
             f"OS '{os_name}' is not available for {what}{did_you_mean(os_name or '', os_choices)};"
             f" valid: {one_of(os_choices)}."
         )
-    pythons = compat.pythons_for(torch, os_name)
-    python = (req.python or "").strip() or _default_python(pythons, compat.os_python[os_name])
+    if not compat.glibc_ok(torch, os_name):
+        raise UserInputError(
+            f"torch {torch} wheels need glibc >= {release.glibc}; {os_name} has glibc "
+            f"{compat.os_glibc.get(os_name)}. Choose a newer OS "
+            f"({one_of(o for o in os_choices if compat.glibc_ok(torch, o))})."
+        )
+    pythons = compat.pythons_for(torch, os_name, cuda)
+    python = asked_python or _default_python(pythons, compat.os_python[os_name])
     if python not in pythons:
         offered = compat.os_python[os_name]
-        other_os = [o for o in os_choices if python in compat.pythons_for(torch, o)]
+        other_os = [o for o in os_choices if python in compat.pythons_for(torch, o, cuda)]
         hint = f" Python {python} is available with --os {', '.join(other_os)}." if other_os else ""
         raise UserInputError(
-            f"Python '{python}' does not fit torch {torch} on {os_name}: torch {torch} supports "
-            f"Python {release.python}; {os_name} offers {one_of(offered)}; usable here: "
-            f"{one_of(pythons)}.{hint}"
+            f"Python '{python}' does not fit torch {torch} on {os_name}: torch {torch} ({cuda} "
+            f"build) supports Python {one_of(release.pythons(cuda))}; {os_name} "
+            f"offers {one_of(offered)}; usable here: {one_of(pythons)}.{hint}"
         )
 
     horovod = _none(req.horovod)
@@ -360,7 +414,7 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         index_url=f"{compat.wheel_index}/{wheel_tag(cuda)}",
         min_driver=cuda_rel.min_driver if cuda_rel else None,
         minor_compat_driver=cuda_rel.minor_compat_driver if cuda_rel else None,
-        archs=cuda_rel.archs if cuda_rel else (),
+        archs=build_archs(compat, torch, cuda),
         eol=cuda_rel.eol if cuda_rel else False,
         horovod_fixes=fixes,
         mpi_packages=compat.os_mpi_runtime[os_name] if horovod else (),
