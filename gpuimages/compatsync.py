@@ -142,6 +142,10 @@ def parse_simple_page(text: str) -> list[str]:
 
 def fetch_text(url: str, *, timeout: float = 30.0) -> str:
     """GET a page; an index that does not answer becomes one readable error."""
+    if url.startswith("file://") and url.endswith("/"):
+        local = Path(urllib.parse.unquote(url.removeprefix("file://")))
+        if (local / "index.html").is_file():
+            url += "index.html"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.read().decode("utf-8", errors="replace")
@@ -183,8 +187,8 @@ def read_index(index: str, project: str = "torch") -> dict[str, IndexRelease]:
         w = parse_wheel_name(name)
         if w is None or w.project != project or PLATFORM not in w.platform:
             continue
-        if "linux" not in w.platform or w.build is None:
-            continue
+        if "linux" not in w.platform or w.build is None or w.python.endswith("t"):
+            continue  # free-threaded builds are not modelled
         rel = out.setdefault(w.version, IndexRelease())
         rel.builds.setdefault(w.build, set()).add(w.python)
         rel.glibc = _floor_max(rel.glibc, w.glibc)
@@ -205,6 +209,8 @@ def read_pypi(pypi: str, project: str = "torch") -> dict[str, IndexRelease]:
         for f in files:
             w = parse_wheel_name(f.get("filename", ""))
             if w is None or "linux" not in w.platform or PLATFORM not in w.platform:
+                continue
+            if w.python.endswith("t"):
                 continue
             rel = out.setdefault(w.version, IndexRelease())
             rel.pypi_python.add(w.python)
@@ -311,12 +317,14 @@ def compare(
         if v in index:  # the index lists this release: a build it lacks is gone
             for b in sorted(set(have_builds) - set(idx.builds), key=_build_key):
                 changes.append(Change("removed-build", v, f"build {b} no longer on the index"))
+        pp = pypi.get(v)
         for b in sorted(set(idx.builds) & set(have_builds), key=_build_key):
             old = set(have_builds[b].get("python") or [])
-            new = idx.builds[b]
+            new = set(idx.builds[b])
+            if pp and b == have.get("pypi_default"):
+                new |= pp.pypi_python  # PyPI's wheel is that build too
             if old != new:
                 changes.append(Change("python", v, f"build {b}: Python {_diff(old, new)}"))
-        pp = pypi.get(v)
         default = have.get("pypi_default")
         if pp and default and default in have_builds:
             old = set(have_builds[default].get("python") or [])
@@ -373,6 +381,10 @@ def merge(
         if pp.requires_python and not rel.get("python"):
             rel["python"] = pp.requires_python
         rel["glibc"] = _floor_max(rel.get("glibc"), pp.glibc)
+        default = rel.get("pypi_default")
+        if default in rel["builds"] and pp.pypi_python:  # PyPI's wheel is that build too
+            have = set(rel["builds"][default].get("python") or [])
+            rel["builds"][default] = {"python": _pyversions(have | pp.pypi_python)}
     return out
 
 
@@ -431,3 +443,22 @@ def _block_header(block: str) -> str:
             break
         out.append(line[2:] if line.startswith("# ") else "")
     return "\n".join(out)
+
+
+def run_cli(action: str, *, index: str | None, pypi: str | None, write: bool) -> str:
+    """What `invoke compat ACTION` prints (tasks.py forwards here)."""
+    from importlib import resources
+
+    from gpuimages.errors import UserInputError
+
+    if action != "sync":
+        raise UserInputError(f"compat: unknown action '{action}'; valid: sync.")
+    path = Path(str(resources.files("gpuimages") / "data" / "compat.yaml"))
+    skip = (pypi or "").lower() == "none"
+    result = sync(
+        path,
+        index=index or DEFAULT_INDEX,
+        pypi=None if skip else (pypi or DEFAULT_PYPI),
+        write=write,
+    )
+    return result.report()
