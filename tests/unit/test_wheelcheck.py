@@ -42,5 +42,5 @@ def test_wrong_python_and_missing_audio_are_named(tmp_path, variant):
         "torchvision==0.20.1+cu124 (Python 3.11, linux x86_64)",
         "torchaudio==2.5.1+cu124 (Python 3.11, linux x86_64)",
     ]
-    with pytest.raises(UserInputError, match="torchvision==0.20.1\\+cu124"):
+    with pytest.raises(UserInputError, match=r"torchvision==0\.20\.1\+cu124"):
         refuse_missing(variant, str(tmp_path))
