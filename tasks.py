@@ -637,3 +637,23 @@ def launch_task(
             markup=False,
             soft_wrap=True,
         )
+
+
+# --- compat: the compatibility data against the wheel indexes (issue 11) ------------------
+@task(
+    name="compat",
+    positional=["action"],
+    auto_shortflags=False,
+    help={
+        "action": "sync: compare compat.yaml's release facts with the wheel indexes",
+        "index": "PEP 503 root of the PyTorch wheel index (default download.pytorch.org/whl)",
+        "pypi": "PyPI JSON API root (default https://pypi.org/pypi; 'none' to skip)",
+        "write": "update the generated block of compat.yaml (default: print the diff only)",
+    },
+)
+@guarded
+def compat_task(c, action, index=None, pypi=None, write=False):
+    """`invoke compat sync [--index URL] [--write]`: release facts against the indexes."""
+    from gpuimages import compatsync
+
+    print(compatsync.run_cli(action, index=index, pypi=pypi, write=write))

@@ -28,6 +28,7 @@ from gpuimages.engine import ROOT, DockerCli
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
 from gpuimages.runner import capture, run
 from gpuimages.variant import Variant
+from gpuimages.wheelcheck import refuse_missing
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,10 @@ def build_many(
 ) -> list[BuildResult]:
     """Build independent variants, `jobs` at a time; results in the variants' order."""
     sources.validate()
+    if sources.offline and sources.wheelhouse:
+        # An offline build would only fail minutes in, at pip: name the missing wheel now.
+        for variant in variants:
+            refuse_missing(variant, str(sources.wheelhouse))
     client = docker.from_env(timeout=600)
     revision = git_revision()
 

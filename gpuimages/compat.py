@@ -17,32 +17,57 @@ from gpuimages.yamlio import load_yaml
 
 
 @dataclass(frozen=True)
-class BuildFacts:
-    """What one torch × CUDA wheel pins (its METADATA): None where not recorded."""
-
-    cudnn_version: str | None = None
-    nccl: str | None = None
-    cuda_toolkit: str | None = None  # the cuda-toolkit release of its CUDA libraries
-
-
-@dataclass(frozen=True)
 class TorchRelease:
     version: str
-    python: SpecifierSet
-    cuda: tuple[str, ...]
-    cpu: bool
-    cudnn: str | None
+    python: SpecifierSet  # Requires-Python of the release
+    build_python: dict[str, tuple[str, ...]]  # build ("11.8" | "cpu") -> CPython versions
     torchvision: str | None
     torchaudio: str | None
-    builds_facts: dict[str, BuildFacts] = field(default_factory=dict)  # per CUDA build
-    pypi_cuda: str | None = None  # the build PyPI's default Linux wheel is ("cpu" or CUDA)
+    pypi_default: str | None = None  # the build PyPI's plain `torch==X` wheel is
+    glibc: str | None = None  # floor stated by its wheels' manylinux tag
 
-    def facts(self, cuda: str) -> BuildFacts:
-        return self.builds_facts.get(cuda, BuildFacts())
+    @property
+    def cuda(self) -> tuple[str, ...]:
+        return tuple(sorted((b for b in self.build_python if b != "cpu"), key=Version))
+
+    @property
+    def cpu(self) -> bool:
+        return "cpu" in self.build_python
 
     def builds(self) -> tuple[str, ...]:
         """Every value `cuda` may take for this release, CPU last."""
         return self.cuda + (("cpu",) if self.cpu else ())
+
+    def pythons(self, build: str) -> tuple[str, ...]:
+        """CPython versions the index has wheels of for this build (no free-threaded ones)."""
+        return self.build_python.get(build, ())
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """cuDNN, NCCL and GPU archs of one torch x CUDA build (compat.yaml build_facts)."""
+
+    cudnn: str | None  # exact ("8.7.0.84") where sourced, else the major ("9")
+    nccl: str | None
+    archs: tuple[str, ...]
+    src: str = ""
+    cuda_toolkit: str | None = None  # cuda-toolkit release its CUDA wheels come from
+
+    @property
+    def cudnn_version(self) -> str | None:
+        """What torch.backends.cudnn.version() reads: X.Y.Z, where the exact one is known."""
+        parts = (self.cudnn or "").split(".")
+        return ".".join(parts[:3]) if len(parts) >= 3 else None
+
+    @property
+    def cudnn_major(self) -> str | None:
+        return self.cudnn.split(".")[0] if self.cudnn else None
+
+
+@dataclass(frozen=True)
+class BuildRule:
+    torch: SpecifierSet
+    facts: BuildFacts
 
 
 @dataclass(frozen=True)
@@ -56,8 +81,8 @@ class CudaRelease:
     min_driver: str
     minor_compat_driver: str | None
     archs: tuple[str, ...]
+    tags_deleted: bool = False  # nvidia/cuda tags gone from Docker Hub: no nvidia route
     pypi_nvcc: bool = False  # nvcc installable from PyPI: devel works on the os route
-    tags_deleted: bool = False  # NVIDIA removed this CUDA's nvidia/cuda tags: no nvidia route
 
     def base_image(self, cudnn: str, flavor: str, os_name: str) -> str:
         """The nvidia/cuda tag; without a cuDNN part when no image carries that cuDNN major.
@@ -83,6 +108,22 @@ class HorovodRelease:
     python: SpecifierSet
     fixes: tuple[HorovodFix, ...]
     build_requires: tuple[str, ...]
+    upstream_torch: SpecifierSet | None = None  # what its own release supports
+    built_here: str | None = None  # the newest torch this project built it against
+
+    def support_note(self, torch: str) -> str | None:
+        """A line for `check` when this torch needs our patch (not upstream-supported)."""
+        fixes = self.fixes_for(torch)
+        if not fixes or self.upstream_torch is None:
+            return None
+        if self.upstream_torch.contains(torch, prereleases=True):
+            return None
+        built = f"; newest torch built against here: {self.built_here}" if self.built_here else ""
+        return (
+            f"Horovod {self.version} with torch {torch} builds with our patch "
+            f"({', '.join(fixes)}), not upstream-supported (upstream: torch "
+            f"{self.upstream_torch}){built}."
+        )
 
     def fixes_for(self, torch: str) -> tuple[str, ...]:
         return tuple(f.fix for f in self.fixes if f.torch.contains(torch, prereleases=True))
@@ -99,6 +140,15 @@ class Compat:
     horovod: dict[str, HorovodRelease]
     numpy: tuple[tuple[SpecifierSet, dict[str, str]], ...]
     driver_cuda: dict[str, str] = field(default_factory=dict)  # CUDA -> its first driver
+    build_rules: dict[str, tuple[BuildRule, ...]] = field(default_factory=dict)
+    os_glibc: dict[str, str] = field(default_factory=dict)
+
+    def build_facts(self, torch: str, cuda: str) -> BuildFacts | None:
+        """cuDNN/NCCL/archs of the torch x CUDA build: the first rule whose range holds torch."""
+        for rule in self.build_rules.get(cuda, ()):
+            if rule.torch.contains(torch, prereleases=True):
+                return rule.facts
+        return None
 
     def cuda_for_driver(self, driver: str) -> str | None:
         """The newest CUDA release this driver supports (what NVIDIA_REQUIRE_CUDA meets)."""
@@ -118,22 +168,41 @@ class Compat:
             return tuple(self.os_base)
         return self.cuda[cuda].os
 
-    def pythons_for(self, torch: str, os_name: str) -> tuple[str, ...]:
-        """Python versions that both the OS archive offers and the torch release supports."""
-        spec = self.torch[torch].python
-        return tuple(p for p in self.os_python[os_name] if spec.contains(p + ".0"))
+    def pythons_for(self, torch: str, os_name: str, cuda: str | None = None) -> tuple[str, ...]:
+        """Python versions the OS archive offers and the torch build has wheels for.
 
-    def default_os(self, torch: str, cuda: str, base: str) -> str | None:
-        """The OS a build gets when none is asked for.
-
-        CPU: the first os_base entry that offers a usable Python. CUDA: the newest OS that
-        NVIDIA publishes this CUDA for (on either route, so switching routes keeps the OS)
-        and that offers a Python the torch release supports.
+        Without `cuda`, any build of the release counts. An OS whose glibc is below the
+        release's floor offers none.
         """
+        release = self.torch[torch]
+        if not self.glibc_ok(torch, os_name):
+            return ()
+        if cuda is None:
+            wheels = {p for b in release.builds() for p in release.pythons(b)}
+        else:
+            wheels = set(release.pythons(cuda))
+        return tuple(p for p in self.os_python[os_name] if p in wheels)
+
+    def glibc_ok(self, torch: str, os_name: str) -> bool:
+        floor = self.torch[torch].glibc
+        have = self.os_glibc.get(os_name)
+        return not (floor and have) or Version(have) >= Version(floor)
+
+    def default_os(self, torch: str, cuda: str, base: str, python: str | None = None) -> str | None:
+        """The OS a build gets when none is asked for: one with `python`, if given.
+
+        CPU: the first os_base entry that fits. CUDA: the newest OS that NVIDIA publishes
+        this CUDA for (on either route, so switching routes keeps the OS), else the newest
+        OS image that fits.
+        """
+
+        def fits(o: str) -> bool:
+            usable = self.pythons_for(torch, o, cuda)
+            return python in usable if python else bool(usable)
+
+        usable = [o for o in self.os_for(cuda, base) if fits(o)]
         if cuda == "cpu":
-            candidates = [o for o in self.os_base if self.pythons_for(torch, o)]
-            return candidates[0] if candidates else None
-        usable = [o for o in self.os_for(cuda, base) if self.pythons_for(torch, o)]
+            return usable[0] if usable else None  # os_base lists the preferred first
         preferred = [o for o in self.cuda[cuda].os if o in usable] or usable
         return max(preferred, key=lambda o: Version(split_os(o)[1]), default=None)
 
@@ -154,19 +223,33 @@ def parse_compat(raw: dict) -> Compat:
     torch = {
         str(v): TorchRelease(
             version=str(v),
-            python=_spec(d["python"]),
-            cuda=tuple(str(c) for c in d.get("cuda") or ()),
-            cpu=bool(d.get("cpu")),
-            cudnn=None if d.get("cudnn") is None else str(d["cudnn"]),
+            python=_spec(d.get("python")),
+            build_python={
+                str(b): tuple(str(p) for p in (facts or {}).get("python") or ())
+                for b, facts in (d.get("builds") or {}).items()
+            },
             torchvision=d.get("torchvision"),
             torchaudio=d.get("torchaudio"),
-            builds_facts={
-                str(k): BuildFacts(**{f: None if x is None else str(x) for f, x in b.items()})
-                for k, b in (d.get("builds") or {}).items()
-            },
-            pypi_cuda=None if d.get("pypi_cuda") is None else str(d["pypi_cuda"]),
+            pypi_default=None if d.get("pypi_default") is None else str(d["pypi_default"]),
+            glibc=None if d.get("glibc") is None else str(d["glibc"]),
         )
         for v, d in raw["torch"].items()
+    }
+    build_rules = {
+        str(c): tuple(
+            BuildRule(
+                torch=SpecifierSet("" if r["torch"] in ("*", None) else r["torch"]),
+                facts=BuildFacts(
+                    cudnn=None if r.get("cudnn") is None else str(r["cudnn"]),
+                    nccl=None if r.get("nccl") is None else str(r["nccl"]),
+                    archs=tuple(r.get("archs") or ()),
+                    src=str(r.get("src") or ""),
+                    cuda_toolkit=None if r.get("cuda_toolkit") is None else str(r["cuda_toolkit"]),
+                ),
+            )
+            for r in rules
+        )
+        for c, rules in (raw.get("build_facts") or {}).items()
     }
     cuda = {
         str(v): CudaRelease(
@@ -179,8 +262,8 @@ def parse_compat(raw: dict) -> Compat:
             min_driver=str(d["min_driver"]),
             minor_compat_driver=d.get("minor_compat_driver"),
             archs=tuple(d["archs"]),
-            pypi_nvcc=bool(d.get("pypi_nvcc")),
             tags_deleted=bool(d.get("tags_deleted")),
+            pypi_nvcc=bool(d.get("pypi_nvcc")),
         )
         for v, d in raw["cuda"].items()
     }
@@ -191,6 +274,8 @@ def parse_compat(raw: dict) -> Compat:
             python=_spec(d["python"]),
             fixes=tuple(HorovodFix(_spec(f["torch"]), f["fix"]) for f in d.get("fixes") or ()),
             build_requires=tuple(d.get("build_requires") or ()),
+            upstream_torch=_spec(d["upstream_torch"]) if d.get("upstream_torch") else None,
+            built_here=None if d.get("built_here") is None else str(d["built_here"]),
         )
         for v, d in raw["horovod"].items()
     }
@@ -200,7 +285,9 @@ def parse_compat(raw: dict) -> Compat:
         cuda=cuda,
         os_base={str(k): str(v) for k, v in raw["os_base"].items()},
         os_python={k: tuple(str(p) for p in v["python"]) for k, v in raw["os"].items()},
-        os_mpi_runtime={k: tuple(v["mpi_runtime"]) for k, v in raw["os"].items()},
+        os_mpi_runtime={k: tuple(v.get("mpi_runtime") or ()) for k, v in raw["os"].items()},
+        os_glibc={k: str(v["glibc"]) for k, v in raw["os"].items() if v.get("glibc")},
+        build_rules=build_rules,
         horovod=horovod,
         numpy=tuple(
             (_spec(spec), {str(k): str(v) for k, v in table.items()})

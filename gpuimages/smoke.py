@@ -256,14 +256,14 @@ def _major_minor(version: str | None) -> str | None:
     return ".".join(version.split("+")[0].split(".")[:2])
 
 
-def _cudnn_major(cudnn: str) -> str | None:
-    """'9.1.0' -> '9'; raw torch.backends.cudnn.version() numbers too (8302, 90100)."""
-    if not cudnn:
-        return None
-    if "." in cudnn:
-        return cudnn.split(".")[0]
+def _cudnn_version(cudnn: str) -> str | None:
+    """'9.1.0' as is; raw torch.backends.cudnn.version() numbers (8302, 90100) as X.Y.Z."""
+    if not cudnn or "." in cudnn:
+        return cudnn or None
     raw = int(cudnn)
-    return str(raw // 10000 if raw >= 90000 else raw // 1000)
+    if raw >= 90000:
+        return f"{raw // 10000}.{raw % 10000 // 100}.{raw % 100}"
+    return f"{raw // 1000}.{raw % 1000 // 100}.{raw % 100}"
 
 
 def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> dict:
@@ -284,9 +284,10 @@ def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> dict:
     }
     if not variant.is_cpu:
         cudnn = str(found.get("cudnn") or "")
-        seen["cudnn"] = _cudnn_major(cudnn)
+        version = _cudnn_version(cudnn)
+        seen["cudnn"] = version.split(".")[0] if version else None
         if variant.cudnn_version:
-            seen["cudnn_version"] = cudnn or None
+            seen["cudnn_version"] = version
         if variant.nccl:
             seen["nccl"] = found.get("nccl")
     for key, value in seen.items():

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 from packaging.version import InvalidVersion, Version
 
-from gpuimages.compat import Compat, CudaRelease, TorchRelease
+from gpuimages.compat import BuildFacts, Compat, CudaRelease, TorchRelease
 from gpuimages.errors import UserInputError, did_you_mean, one_of
 
 FLAVORS = ("runtime", "devel")
@@ -209,12 +209,15 @@ def wheel_tag(cuda: str) -> str:
 
 
 def normalize_cuda(value: str) -> str:
-    """Accept '11.3', 'cu113', 'cuda11.3', 'CPU'; return '11.3' or 'cpu'."""
+    """Accept '11.3', 'cu113', 'cuda11.3', '11.3.1', 'CPU'; return '11.3' or 'cpu'."""
     v = str(value).strip().lower()
-    if v == "cpu":
+    if v in ("cpu", "+cpu"):
         return "cpu"
-    v = v.removeprefix("cuda")
+    v = v.removeprefix("+").removeprefix("cuda").removeprefix("-")
     m = re.fullmatch(r"cu(\d+)(\d)", v)
+    if m:
+        return f"{m.group(1)}.{m.group(2)}"
+    m = re.fullmatch(r"(\d+)\.(\d+)\.\d+", v)  # a full CUDA version names its line
     if m:
         return f"{m.group(1)}.{m.group(2)}"
     return v
@@ -265,11 +268,12 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
     """
     torch, release = _torch_release(req.torch, compat)
     cuda, cuda_rel = _cuda_build(req.cuda, torch, release, compat)
-    cudnn = _cudnn(req.cudnn, torch, release, cuda_rel)
+    cudnn = _cudnn(req.cudnn, torch, cuda, compat)
     flavor = _flavor(req.flavor)
     horovod = _none(req.horovod)
     base = _route(req.base, cuda, cuda_rel, flavor, horovod, compat)
-    os_name = _os(req.os, torch, cuda, base, compat)
+    asked_python = (req.python or "").strip() or None
+    os_name = _os(req.os, torch, cuda, base, asked_python, compat)
     python = _python(req.python, torch, release, cuda, base, os_name, compat)
     fixes = _horovod_fixes(horovod, torch, python, compat)
     torchvision = _torchvision(req.torchvision, torch, release)
@@ -283,9 +287,10 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         base_image = cuda_rel.base_image(cudnn, flavor, os_name)
         # Horovod's NCCL operations compile with nvcc and NCCL headers: CUDA devel only.
         builder_image = cuda_rel.base_image(cudnn, "devel", os_name) if horovod else base_image
+    facts = compat.build_facts(torch, cuda) if cuda_rel else None
     toolkit = None
     if cuda_rel is not None and base == "os" and (flavor == "devel" or horovod):
-        toolkit = _cuda_toolkit(torch, release, cuda)
+        toolkit = _cuda_toolkit(torch, cuda, facts)
 
     return Variant(
         torch=torch,
@@ -306,15 +311,15 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         index_url=f"{compat.wheel_index}/{wheel_tag(cuda)}",
         min_driver=cuda_rel.min_driver if cuda_rel else None,
         minor_compat_driver=cuda_rel.minor_compat_driver if cuda_rel else None,
-        archs=cuda_rel.archs if cuda_rel else (),
+        archs=_archs(torch, cuda, compat),
         eol=cuda_rel.eol if cuda_rel else False,
         horovod_fixes=fixes,
         mpi_packages=compat.os_mpi_runtime[os_name] if horovod else (),
         horovod_build_requires=compat.horovod[horovod].build_requires if horovod else (),
         cuda_toolkit=toolkit,
-        pypi_build=release.pypi_cuda == cuda,
-        cudnn_version=release.facts(cuda).cudnn_version,
-        nccl=release.facts(cuda).nccl,
+        pypi_build=release.pypi_default == cuda,
+        cudnn_version=facts.cudnn_version if facts else None,
+        nccl=facts.nccl if facts and facts.nccl and facts.nccl.count(".") == 2 else None,
         size_budget_mb=budget,
     )
 
@@ -357,28 +362,32 @@ def _cuda_build(
     return cuda, cuda_rel
 
 
-def _cudnn(
-    value: str | None, torch: str, release: TorchRelease, cuda_rel: CudaRelease | None
-) -> str | None:
+def _cudnn(value: str | None, torch: str, cuda: str, compat: Compat) -> str | None:
+    """The cuDNN major of the torch × CUDA build (build_facts); an asked one must match."""
     cudnn = _none(value)
     if cudnn is not None:
         cudnn = cudnn.lower().removeprefix("cudnn")
-    if cuda_rel is None:
+    if cuda == "cpu":
         if cudnn is not None:
             raise UserInputError(
                 f"cuDNN {cudnn} was asked for a CPU build of torch {torch}; CPU variants have "
                 "no cuDNN: leave --cudnn out."
             )
         return None
-    shipped = release.cudnn
-    if cudnn is None:
-        return shipped
-    if cudnn != shipped:
+    facts = compat.build_facts(torch, cuda)
+    shipped = facts.cudnn_major if facts else None
+    if shipped is None:
         raise UserInputError(
-            f"torch {torch} was built against cuDNN {shipped}, not cuDNN {cudnn}: its wheels "
-            f"ship cuDNN {shipped}. Use --cudnn {shipped} or leave it out."
+            f"compat.yaml has no cuDNN for the torch {torch} CUDA {cuda} build (build_facts); "
+            "add it with a source."
         )
-    return cudnn
+    if cudnn is not None and cudnn != shipped:
+        exact = f" ({facts.cudnn})" if facts and facts.cudnn != shipped else ""
+        raise UserInputError(
+            f"torch {torch} was built against cuDNN {shipped}, not cuDNN {cudnn}: its CUDA "
+            f"{cuda} wheels ship cuDNN {shipped}{exact}. Use --cudnn {shipped} or leave it out."
+        )
+    return shipped
 
 
 def _flavor(value: str | None) -> str:
@@ -443,9 +452,23 @@ def _route(
     return route
 
 
-def _os(value: str | None, torch: str, cuda: str, base: str, compat: Compat) -> str:
+def _os(
+    value: str | None, torch: str, cuda: str, base: str, python: str | None, compat: Compat
+) -> str:
     choices = compat.os_for(cuda, base)
-    os_name = (value or "").strip().lower() or compat.default_os(torch, cuda, base) or ""
+    os_name = (value or "").strip().lower()
+    if not os_name:
+        # An OS that has the asked Python, else the build's default one (which then
+        # explains, in the Python step, where that Python is to be had).
+        found = compat.default_os(torch, cuda, base, python) or compat.default_os(torch, cuda, base)
+        if found is None:
+            release = compat.torch[torch]
+            raise UserInputError(
+                f"no OS in compat.yaml offers a Python that the torch {torch} {cuda} build has "
+                f"wheels for (it has {one_of(release.pythons(cuda))}; OS choices for it: "
+                f"{one_of(choices)})."
+            )
+        os_name = found
     if os_name not in choices:
         if cuda == "cpu" or base == "os":
             what = "the os route (plain OS images)"
@@ -457,6 +480,12 @@ def _os(value: str | None, torch: str, cuda: str, base: str, compat: Compat) -> 
         raise UserInputError(
             f"OS '{os_name}' is not available for {what}{did_you_mean(os_name, choices)};"
             f" valid: {one_of(choices)}.{hint}"
+        )
+    if not compat.glibc_ok(torch, os_name):
+        raise UserInputError(
+            f"torch {torch} wheels need glibc >= {compat.torch[torch].glibc}; {os_name} has "
+            f"glibc {compat.os_glibc.get(os_name)}. Choose a newer OS "
+            f"({one_of(o for o in choices if compat.glibc_ok(torch, o))})."
         )
     return os_name
 
@@ -470,16 +499,18 @@ def _python(
     os_name: str,
     compat: Compat,
 ) -> str:
-    pythons = compat.pythons_for(torch, os_name)
+    pythons = compat.pythons_for(torch, os_name, cuda)
     python = (value or "").strip() or _default_python(pythons, compat.os_python[os_name])
     if python not in pythons:
         offered = compat.os_python[os_name]
-        other_os = [o for o in compat.os_for(cuda, base) if python in compat.pythons_for(torch, o)]
+        other_os = [
+            o for o in compat.os_for(cuda, base) if python in compat.pythons_for(torch, o, cuda)
+        ]
         hint = f" Python {python} is available with --os {', '.join(other_os)}." if other_os else ""
         raise UserInputError(
-            f"Python '{python}' does not fit torch {torch} on {os_name}: torch {torch} supports "
-            f"Python {release.python}; {os_name} offers {one_of(offered)}; usable here: "
-            f"{one_of(pythons)}.{hint}"
+            f"Python '{python}' does not fit torch {torch} on {os_name}: torch {torch} ({cuda} "
+            f"build) supports Python {one_of(release.pythons(cuda))}; {os_name} offers "
+            f"{one_of(offered)}; usable here: {one_of(pythons)}.{hint}"
         )
     return python
 
@@ -517,8 +548,16 @@ def _torchvision(value: str | None, torch: str, release: TorchRelease) -> str | 
     return None
 
 
-def _cuda_toolkit(torch: str, release: TorchRelease, cuda: str) -> str:
-    toolkit = release.facts(cuda).cuda_toolkit
+def _archs(torch: str, cuda: str, compat: Compat) -> tuple[str, ...]:
+    """GPU archs compiled into the torch × CUDA build (the CUDA line's list if unrecorded)."""
+    if cuda == "cpu":
+        return ()
+    facts = compat.build_facts(torch, cuda)
+    return facts.archs if facts and facts.archs else compat.cuda[cuda].archs
+
+
+def _cuda_toolkit(torch: str, cuda: str, facts: BuildFacts | None) -> str:
+    toolkit = facts.cuda_toolkit if facts else None
     if toolkit is None:
         raise UserInputError(
             f"torch {torch}'s CUDA {cuda} build has no recorded cuda-toolkit version, so a "

@@ -34,24 +34,46 @@ torch::Tensor smoke_axpy(torch::Tensor x, double a) {
 }
 """
 
-CUDA_SOURCE = """
+# The CUDA extension is one module: the C++ op above, and a __global__ kernel in a .cu
+# file of its own that includes no torch header. load_inline would prepend
+# <torch/types.h> to CUDA sources, which cicc then compiles once per arch (over three
+# minutes for six archs on two cores); cpp_extension.load takes the same JIT path
+# (ninja, torch's flags, TORCH_CUDA_ARCH_LIST) on files written here.
+CUDA_MAIN = """
 #include <torch/extension.h>
+
+void smoke_add_one_launch(const float* x, float* y, int64_t n);
+
+torch::Tensor smoke_axpy(torch::Tensor x, double a) {
+  return x * a + 1;
+}
+
+torch::Tensor smoke_add_one(torch::Tensor x) {
+  TORCH_CHECK(x.is_cuda() && x.scalar_type() == torch::kFloat, "a float CUDA tensor");
+  auto y = torch::empty_like(x);
+  smoke_add_one_launch(x.data_ptr<float>(), y.data_ptr<float>(), x.numel());
+  return y;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("smoke_axpy", &smoke_axpy);
+  m.def("smoke_add_one", &smoke_add_one);
+}
+"""
+CUDA_KERNEL = """
+#include <cstdint>
 
 __global__ void smoke_add_one_kernel(const float* x, float* y, int64_t n) {
   int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (i < n) y[i] = x[i] + 1.0f;
 }
 
-torch::Tensor smoke_add_one(torch::Tensor x) {
-  auto y = torch::empty_like(x);
-  int64_t n = x.numel();
+void smoke_add_one_launch(const float* x, float* y, int64_t n) {
   int threads = 128;
   int blocks = (int)((n + threads - 1) / threads);
-  smoke_add_one_kernel<<<blocks, threads>>>(x.data_ptr<float>(), y.data_ptr<float>(), n);
-  return y;
+  smoke_add_one_kernel<<<blocks, threads>>>(x, y, n);
 }
 """
-CUDA_DECL = "torch::Tensor smoke_add_one(torch::Tensor x);"
 
 
 def find_compilers(which=shutil.which, exists=os.path.exists):
@@ -105,8 +127,9 @@ def nvcc_release(nvcc, runner=subprocess.run):
 
 def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, problems):
     """nvcc matches torch's CUDA; a __global__ kernel compiles to SASS for the archs; it runs
-    where a GPU is visible. JIT load_inline never compares nvcc with torch.version.cuda and
-    links whatever libcudart it finds, so the comparison is made here first."""
+    where a GPU is visible. The JIT never compares nvcc with torch.version.cuda and links
+    whatever libcudart it finds, so the comparison is made here first. Returns the built
+    module (its C++ op is checked by the caller), or None."""
     release = nvcc_release(nvcc)
     figures["nvcc_release"] = release
     if smokelib.major_minor(release) != smokelib.major_minor(torch.version.cuda):
@@ -114,7 +137,7 @@ def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, probl
             "nvcc is CUDA %s but torch was built with CUDA %s" % (release, torch.version.cuda)
         )
         figures["cuda_extension"] = "skipped: nvcc does not match torch"
-        return
+        return None
     if archs and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         # cpp_extension asks the GPU for its arch without this (IndexError with no GPU).
         os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(
@@ -123,20 +146,25 @@ def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, probl
     figures["torch_cuda_arch_list"] = os.environ.get("TORCH_CUDA_ARCH_LIST")
     build_dir = os.path.join(build_root, "cuda")
     os.makedirs(build_dir)
+    sources = []
+    for name, text in (("main.cpp", CUDA_MAIN), ("kernel.cu", CUDA_KERNEL)):
+        path = os.path.join(build_dir, name)
+        with open(path, "w") as fh:
+            fh.write(text)
+        sources.append(path)
     start = time.time()
     try:
-        module = cpp_extension.load_inline(
+        module = cpp_extension.load(
             name="gpuimages_smoke_cuda",
-            cpp_sources=[CUDA_DECL],
-            cuda_sources=[CUDA_SOURCE],
-            functions=["smoke_add_one"],
+            sources=sources,
             build_directory=build_dir,
+            extra_cflags=["-O0"],
             verbose=True,
         )
     except Exception as exc:
         figures["cuda_extension"] = "error"
         problems.append("CUDA extension build/load failed: %s: %s" % (type(exc).__name__, exc))
-        return
+        return None
     finally:
         figures["cuda_build_s"] = round(time.time() - start, 2)
     built = os.path.join(build_dir, "gpuimages_smoke_cuda.so")
@@ -152,7 +180,7 @@ def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, probl
         )
     if not torch.cuda.is_available():
         figures["cuda_extension"] = "built (SASS %s); not run: no GPU visible" % ",".join(sass)
-        return
+        return module
     x = torch.arange(1000, dtype=torch.float32, device="cuda")
     got = module.smoke_add_one(x)
     torch.cuda.synchronize()
@@ -160,6 +188,7 @@ def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, probl
     figures["cuda_extension"] = "ok" if ok else "wrong result"
     if not ok:
         problems.append("CUDA kernel returned a wrong result")
+    return module
 
 
 FATBIN_MAGIC = 0xBA55ED50
@@ -237,37 +266,43 @@ def check_devel(cpu_variant, archs=()):
     build_root = tempfile.mkdtemp(prefix="gpuimages-smoke-ext-")
     problems = []
     try:
-        build_dir = os.path.join(build_root, "cpp")
-        os.makedirs(build_dir)
-        start = time.time()
-        try:
-            module = cpp_extension.load_inline(
-                name="gpuimages_smoke_cpp",
-                cpp_sources=[CPP_SOURCE],
-                functions=["smoke_axpy"],
-                build_directory=build_dir,
-                extra_cflags=["-O0"],
-                verbose=True,
-            )
-            x = torch.arange(6, dtype=torch.float32)
-            got = module.smoke_axpy(x, 2.0)
-            figures["cpp_extension"] = "ok" if torch.equal(got, x * 2 + 1) else "wrong result"
-            if figures["cpp_extension"] != "ok":
-                problems.append("C++ extension returned %s" % got.tolist())
-        except Exception as exc:
-            figures["cpp_extension"] = "error"
-            problems.append("C++ extension build/load failed: %s: %s" % (type(exc).__name__, exc))
-        figures["cpp_build_s"] = round(time.time() - start, 2)
-
+        module = None
         nvcc = nvcc_path()
         figures["nvcc"] = nvcc
+        start = time.time()
         if cpu_variant or torch.version.cuda is None:
             figures["cuda_extension"] = "skipped: CPU variant"
         elif nvcc is None:
             figures["cuda_extension"] = "skipped: nvcc not found"
             problems.append("devel image for CUDA %s has no nvcc" % torch.version.cuda)
         else:
-            cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, problems)
+            module = cuda_extension(
+                torch, cpp_extension, nvcc, archs, build_root, figures, problems
+            )
+        if module is None and not problems:
+            build_dir = os.path.join(build_root, "cpp")
+            os.makedirs(build_dir)
+            try:
+                module = cpp_extension.load_inline(
+                    name="gpuimages_smoke_cpp",
+                    cpp_sources=[CPP_SOURCE],
+                    functions=["smoke_axpy"],
+                    build_directory=build_dir,
+                    extra_cflags=["-O0"],
+                    verbose=True,
+                )
+            except Exception as exc:
+                figures["cpp_extension"] = "error"
+                problems.append(
+                    "C++ extension build/load failed: %s: %s" % (type(exc).__name__, exc)
+                )
+        figures["cpp_build_s"] = round(time.time() - start, 2)
+        if module is not None:
+            x = torch.arange(6, dtype=torch.float32)
+            got = module.smoke_axpy(x, 2.0)
+            figures["cpp_extension"] = "ok" if torch.equal(got, x * 2 + 1) else "wrong result"
+            if figures["cpp_extension"] != "ok":
+                problems.append("C++ extension returned %s" % got.tolist())
     finally:
         shutil.rmtree(build_root, ignore_errors=True)
     if problems:

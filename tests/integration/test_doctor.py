@@ -171,7 +171,7 @@ def test_run_with_gpus_on_this_host_explains(no_gpu, local_base):
 
 
 def test_run_refuses_an_image_that_is_not_built(client):
-    name = "1.12.0-cuda10.2-cudnn8-runtime"
+    name = "1.12.0-cuda10.2-cudnn7-runtime"
     if client.images.list(name=f"gpuimages/pytorch:{name}"):
         pytest.skip(f"{name} is built on this host")
     r = invoke("run", "--variant", name, "--", "true")

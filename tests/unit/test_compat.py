@@ -17,7 +17,7 @@ VALID = [
     # [PV] v1.12.0: pip install torch==1.12.0+cu102/cu113/cu116
     (
         {"torch": "1.12.0", "cuda": "10.2"},
-        "1.12.0-cuda10.2-cudnn8-runtime",
+        "1.12.0-cuda10.2-cudnn7-runtime",
         "ubuntu:22.04",  # os route: NVIDIA deleted the 10.2 tags; torch bundles its CUDA
         "3.10",
     ),
@@ -140,7 +140,10 @@ INVALID = [
     ({"torch": "1.12.0", "cuda": "11.3", "cudnn": "7"}, ["cuDNN 8, not cuDNN 7"]),
     ({"torch": "2.4.1", "cuda": "12.4", "cudnn": "8"}, ["cuDNN 9, not cuDNN 8"]),
     # [RM] 1.12: Python <= 3.10
-    ({"torch": "1.12.0", "cuda": "11.3", "python": "3.11"}, ["supports Python", "<3.11"]),
+    (
+        {"torch": "1.12.0", "cuda": "11.3", "python": "3.11"},
+        ["supports Python", "3.7, 3.8, 3.9, 3.10"],
+    ),
     # [RM] 2.5: Python >= 3.9; ubuntu20.04 only offers 3.9 then
     (
         {"torch": "2.5.1", "cuda": "12.4", "os": "ubuntu20.04", "python": "3.8"},

@@ -378,7 +378,7 @@ def test_doctor_driver_json():
     rows = {v["variant"]: v for v in data["variants"]}
     assert rows["1.12.0-cuda11.3-cudnn8-runtime"]["driver"] == MINOR_COMPAT
     assert rows["1.12.0-cuda11.3-cudnn8-runtime"]["verdict"] == REFUSED
-    assert rows["1.12.0-cuda10.2-cudnn8-runtime"]["verdict"] == UNSUPPORTED  # no sm_86 kernels
+    assert rows["1.12.0-cuda10.2-cudnn7-runtime"]["verdict"] == UNSUPPORTED  # no sm_86 kernels
     assert rows["2.3.1-cuda12.1-cudnn8-runtime"]["verdict"] == UNSUPPORTED  # below 525.60.13
     assert rows["2.13.0-cpu-runtime"]["verdict"] == NO_GPU_NEEDED
 

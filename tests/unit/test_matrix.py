@@ -28,8 +28,9 @@ def refused(tmp_path: Path, text: str) -> str:
 def test_shipped_matrix_loads(repo_root):
     m = load_matrix(repo_root / "matrix.yaml")
     names = {v.name for v in m.variants}
-    for cuda in ("10.2", "11.3", "11.6"):
+    for cuda in ("11.3", "11.6"):
         assert f"1.12.0-cuda{cuda}-cudnn8-runtime" in names
+    assert "1.12.0-cuda10.2-cudnn7-runtime" in names  # cu102 bundles cuDNN 7.6.5
     assert "1.12.0-cuda11.3-cudnn8-devel" in names
     assert {
         "2.1.2-cuda11.8-cudnn8-runtime",
@@ -58,12 +59,12 @@ def test_axes_cross_product_exclude_include(tmp_path):
         )
     )
     assert [v.name for v in m.variants] == [
-        "1.12.0-cuda10.2-cudnn8-runtime",
+        "1.12.0-cuda10.2-cudnn7-runtime",
         "1.12.0-cuda11.3-cudnn8-runtime",
         "1.12.0-cuda11.3-cudnn8-devel",
         "2.13.0-cpu-runtime",
     ]
-    assert m.variants[0].tag == "example/torch:1.12.0-cuda10.2-cudnn8-runtime"
+    assert m.variants[0].tag == "example/torch:1.12.0-cuda10.2-cudnn7-runtime"
 
 
 def test_yaml_syntax_error_names_line_and_column(tmp_path):
