@@ -125,7 +125,11 @@ def check(
 
     variant = check_request(request, load_compat(), repository)
     if json:
-        print(jsonlib.dumps({**variant.as_dict(), "warnings": warnings_for(variant)}, indent=2))
+        print(
+            jsonlib.dumps(
+                {**variant.as_dict(), "warnings": warnings_for(variant, load_compat())}, indent=2
+            )
+        )
     else:
         ui.console.print(ui.variant_table(variant))
         ui.console.print(f"supported: {variant.tag}")

@@ -83,6 +83,7 @@ class CudaRelease:
     archs: tuple[str, ...]
     tags_deleted: bool = False  # nvidia/cuda tags gone from Docker Hub: no nvidia route
     pypi_nvcc: bool = False  # nvcc installable from PyPI: devel works on the os route
+    duplicate_gb: float | None = None  # CUDA libs twice with a pip torch on nvidia/cuda
 
     def base_image(self, cudnn: str, flavor: str, os_name: str) -> str:
         """The nvidia/cuda tag; without a cuDNN part when no image carries that cuDNN major.
@@ -264,6 +265,7 @@ def parse_compat(raw: dict) -> Compat:
             archs=tuple(d["archs"]),
             tags_deleted=bool(d.get("tags_deleted")),
             pypi_nvcc=bool(d.get("pypi_nvcc")),
+            duplicate_gb=None if d.get("duplicate_gb") is None else float(d["duplicate_gb"]),
         )
         for v, d in raw["cuda"].items()
     }

@@ -86,25 +86,33 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
     if variant.horovod:
         build = f"/opt/gpuimages/build/build-horovod.sh {variant.horovod}"
         horovod_commands.append(" ".join([build, *variant.horovod_fixes]))
+    if variant.horovod and not variant.is_cpu:
+        # Horovod's own CUDA kernels: the wheel's archs (its default list starts at sm_35,
+        # which CUDA 12.x warns about and CUDA 13's nvcc refuses).
+        horovod_env.append(("HOROVOD_BUILD_CUDA_CC_LIST", ",".join(a[3:] for a in variant.archs)))
     if variant.horovod and variant.cuda_home:
         # os route: nvcc and the NCCL headers come from PyPI into the builder's venv, and
-        # leave it again once Horovod is built, so the runtime image stays compiler-free.
+        # the compiler leaves again once Horovod is built: the runtime stays compiler-free.
         horovod_requirements += variant.toolchain_requirements
-        nccl = f"{variant.cuda_home.rsplit('/', 2)[0]}/nvidia/nccl"
+        site = variant.cuda_home.rsplit("/", 1)[0]
         horovod_env += [
             ("CUDA_HOME", variant.cuda_home),
             ("HOROVOD_CUDA_HOME", variant.cuda_home),
-            ("HOROVOD_NCCL_HOME", nccl),
-            ("TORCH_CUDA_ARCH_LIST", f'"{variant.torch_cuda_arch_list}"'),
+            ("HOROVOD_NCCL_HOME", f"{site}/nccl"),
+            ("HOROVOD_NCCL_LINK", "SHARED"),
+            ("PATH", f"{variant.cuda_home}/bin:/opt/venv/bin:${{PATH}}"),
         ]
         major = variant.cuda.split(".")[0]
-        horovod_commands.insert(
-            0, f"ln -sf libcudart.so.{major} {variant.cuda_home}/lib/libcudart.so"
-        )
-        horovod_commands.append(
-            "/opt/venv/bin/python -m pip uninstall -y cuda-toolkit nvidia-cuda-nvcc "
-            "nvidia-cuda-crt nvidia-nvvm nvidia-cuda-cccl"
-        )
+        # The wheels ship versioned sonames only; the link step wants the dev names.
+        horovod_commands[:0] = [
+            f"ln -sf libcudart.so.{major} {variant.cuda_home}/lib/libcudart.so",
+            f"ln -sf libnccl.so.2 {site}/nccl/lib/libnccl.so",
+        ]
+        horovod_commands += [
+            "/opt/venv/bin/python -m pip uninstall -y nvidia-cuda-nvcc "
+            "nvidia-cuda-crt nvidia-nvvm nvidia-cuda-cccl",
+            f"rm -f {variant.cuda_home}/lib/libcudart.so {site}/nccl/lib/libnccl.so",
+        ]
 
     env = dict(variant.smoke_env())
     env["PATH"] = "/opt/venv/bin:${PATH}"

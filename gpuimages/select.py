@@ -15,13 +15,26 @@ log = logging.getLogger(__name__)
 def check(request: VariantRequest, compat: Compat, repository: str) -> Variant:
     """Resolve any combination the compatibility data knows, in the matrix or not."""
     variant = resolve(request, compat, repository)
-    for warning in warnings_for(variant):
+    for warning in warnings_for(variant, compat):
         log.warning("%s", warning)
     return variant
 
 
-def warnings_for(variant: Variant) -> list[str]:
+def warnings_for(variant: Variant, compat: Compat | None = None) -> list[str]:
     out = []
+    if variant.base == "nvidia":
+        measured = compat.cuda[variant.cuda].duplicate_gb if compat else None
+        size = (
+            f"about {measured:.1f} GB for CUDA {variant.cuda} (measured)"
+            if measured
+            else "several GB (not measured for this CUDA)"
+        )
+        out.append(
+            f"base nvidia: torch {variant.torch}'s wheels bring their own CUDA libraries and "
+            f"only those are loaded, so the base image's cuBLAS/cuDNN/NCCL... are a second "
+            f"copy: {size}; the smoke suite's cuda check reports the exact bytes. --base os "
+            "leaves them out."
+        )
     if variant.eol and variant.base == "nvidia":
         out.append(
             f"CUDA {variant.cuda} images ({variant.base_image}) are end-of-life at NVIDIA: "

@@ -276,3 +276,13 @@ def test_list_sass_prefers_cuobjdump(tmp_path):
 
     archs, how = check_flavor.list_sass("/x.so", which=lambda _: "/bin/cuobjdump", runner=runner)
     assert (archs, how) == (["sm_75", "sm_120"], "cuobjdump --list-elf")
+
+
+def test_check_names_the_duplicated_bytes_of_the_nvidia_route(compat):
+    from gpuimages.select import warnings_for
+
+    nvidia = resolve(VariantRequest("2.5.1", "12.4", base="nvidia"), compat)
+    (note,) = [w for w in warnings_for(nvidia, compat) if "second copy" in w]
+    assert "about 3.0 GB for CUDA 12.4" in note and "--base os" in note
+    os_route = resolve(VariantRequest("2.5.1", "12.4"), compat)
+    assert not [w for w in warnings_for(os_route, compat) if "second copy" in w]
