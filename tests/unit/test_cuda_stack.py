@@ -286,3 +286,16 @@ def test_check_names_the_duplicated_bytes_of_the_nvidia_route(compat):
     assert "about 3.0 GB for CUDA 12.4" in note and "--base os" in note
     os_route = resolve(VariantRequest("2.5.1", "12.4"), compat)
     assert not [w for w in warnings_for(os_route, compat) if "second copy" in w]
+
+
+def test_fatbin_archs_on_real_nvcc_output(repo_root):
+    """nvcc 13.0's own fatbin: six SASS entries and one PTX entry (README beside it)."""
+    blob = (repo_root / "tests" / "data" / "fatbin" / "smoke_kernel.nv_fatbin").read_bytes()
+    assert check_flavor.fatbin_archs(blob) == [
+        "sm_75",
+        "sm_80",
+        "sm_86",
+        "sm_90",
+        "sm_100",
+        "sm_120",
+    ]
