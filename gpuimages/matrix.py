@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 TOP_KEYS = ("repository", "registry", "defaults", "axes", "include", "exclude", "sources")
 AXES = ("torch", "cuda", "cudnn", "flavor", "python", "os", "base", "horovod")
-SETTINGS = ("torchvision", "size_budget_mb")  # per entry, never crossed
+SETTINGS = ("torchvision", "size_budget_mb", "extension_archs")  # per entry, never crossed
 ENTRY_KEYS = AXES + SETTINGS
 SOURCE_KEYS = (
     "base_image",
@@ -117,6 +117,7 @@ def _request(where: str, entry: dict[str, Any]) -> VariantRequest:
         horovod=_scalar(entry.get("horovod")),
         torchvision=_scalar(entry.get("torchvision")),
         size_budget_mb=budget,
+        extension_archs=_scalar(entry.get("extension_archs")),
     )
 
 

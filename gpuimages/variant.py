@@ -32,6 +32,7 @@ class VariantRequest:
     torchvision: str | None = None  # only "none" is accepted: leave torchvision out
     size_budget_mb: int | None = None
     base: str | None = None  # "os" | "nvidia": where CUDA comes from (default: see _route)
+    extension_archs: str | None = None  # devel's TORCH_CUDA_ARCH_LIST: a subset of the wheel's
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -66,6 +67,7 @@ class Variant:
     base: str = "os"  # "os": torch's own CUDA on a plain OS image; "nvidia": nvidia/cuda
     cuda_toolkit: str | None = None  # PyPI cuda-toolkit pin for nvcc (os route devel/Horovod)
     pypi_build: bool = False  # PyPI's default torch wheel is this build (no +cuXYZ there)
+    extension_archs: tuple[str, ...] = ()  # what devel compiles extensions for (default: archs)
     cudnn_version: str | None = None  # full cuDNN version the wheel pins, where recorded
     nccl: str | None = None  # NCCL version the wheel pins, where recorded
     size_budget_mb: int | None = None
@@ -129,8 +131,8 @@ class Variant:
 
     @property
     def torch_cuda_arch_list(self) -> str:
-        """TORCH_CUDA_ARCH_LIST for the variant's archs ('sm_86' -> '8.6'); '' for CPU."""
-        return ";".join(f"{a[3:-1]}.{a[-1]}" for a in self.archs)
+        """TORCH_CUDA_ARCH_LIST for devel's extensions ('sm_86' -> '8.6'); '' for CPU."""
+        return ";".join(f"{a[3:-1]}.{a[-1]}" for a in self.extension_archs or self.archs)
 
     @property
     def require_cuda(self) -> str | None:
@@ -200,6 +202,7 @@ class Variant:
             "archs": list(self.archs),
             "eol": self.eol,
             "cuda_toolkit": self.cuda_toolkit,
+            "extension_archs": list(self.extension_archs or self.archs),
             "size_budget_mb": self.size_budget_mb,
         }
 
@@ -288,6 +291,7 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         # Horovod's NCCL operations compile with nvcc and NCCL headers: CUDA devel only.
         builder_image = cuda_rel.base_image(cudnn, "devel", os_name) if horovod else base_image
     facts = compat.build_facts(torch, cuda) if cuda_rel else None
+    archs = _archs(torch, cuda, compat)
     toolkit = None
     if cuda_rel is not None and base == "os" and (flavor == "devel" or horovod):
         toolkit = _cuda_toolkit(torch, cuda, facts)
@@ -311,7 +315,8 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         index_url=f"{compat.wheel_index}/{wheel_tag(cuda)}",
         min_driver=cuda_rel.min_driver if cuda_rel else None,
         minor_compat_driver=cuda_rel.minor_compat_driver if cuda_rel else None,
-        archs=_archs(torch, cuda, compat),
+        archs=archs,
+        extension_archs=_extension_archs(req.extension_archs, archs, torch, cuda, flavor),
         eol=cuda_rel.eol if cuda_rel else False,
         horovod_fixes=fixes,
         mpi_packages=compat.os_mpi_runtime[os_name] if horovod else (),
@@ -554,6 +559,35 @@ def _archs(torch: str, cuda: str, compat: Compat) -> tuple[str, ...]:
         return ()
     facts = compat.build_facts(torch, cuda)
     return facts.archs if facts and facts.archs else compat.cuda[cuda].archs
+
+
+def _extension_archs(
+    value: str | None, archs: tuple[str, ...], torch: str, cuda: str, flavor: str
+) -> tuple[str, ...]:
+    """A devel image's TORCH_CUDA_ARCH_LIST, narrowed to some of the wheel's archs.
+
+    Extensions for an arch torch itself was not compiled for cannot run there ("no kernel
+    image is available"), so only the wheel's own archs are accepted.
+    """
+    if not value or not str(value).strip():
+        return ()
+    if cuda == "cpu" or flavor != "devel":
+        raise UserInputError(
+            f"extension_archs '{value}' only applies to CUDA devel images (it sets "
+            "TORCH_CUDA_ARCH_LIST for building extensions); leave it out here."
+        )
+    asked = []
+    for item in re.split(r"[\s,;]+", str(value).strip()):
+        m = re.fullmatch(r"(?:sm_)?(\d+)\.?(\d)", item.lower())
+        name = f"sm_{m.group(1)}{m.group(2)}" if m else item
+        if name not in archs:
+            raise UserInputError(
+                f"GPU arch '{item}' is not in torch {torch}'s CUDA {cuda} wheels, so an "
+                f"extension built for it could not run there. The wheels carry: "
+                f"{one_of(archs)}; or choose another CUDA build."
+            )
+        asked.append(name)
+    return tuple(dict.fromkeys(asked))
 
 
 def _cuda_toolkit(torch: str, cuda: str, facts: BuildFacts | None) -> str:

@@ -144,6 +144,9 @@ def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, probl
             "%s.%s" % (a[3:-1], a[-1]) for a in archs if a.startswith("sm_")
         )
     figures["torch_cuda_arch_list"] = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    # The image's TORCH_CUDA_ARCH_LIST (a matrix entry's extension_archs) is what users'
+    # extensions get; it is what the kernel must carry SASS for.
+    archs = smokelib.normalize_archs(figures["torch_cuda_arch_list"]) or list(archs)
     build_dir = os.path.join(build_root, "cuda")
     os.makedirs(build_dir)
     sources = []

@@ -299,3 +299,27 @@ def test_fatbin_archs_on_real_nvcc_output(repo_root):
         "sm_100",
         "sm_120",
     ]
+
+
+def test_extension_archs_narrow_devel_to_the_wheels_archs(compat):
+    v = resolve(
+        VariantRequest("2.14.1", "13.0", flavor="devel", extension_archs="sm_90, 10.0"), compat
+    )
+    assert v.extension_archs == ("sm_90", "sm_100")
+    assert v.torch_cuda_arch_list == "9.0;10.0"
+    assert len(v.archs) == 6  # the label stays the wheel's own list
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        # CUDA 13 dropped Volta: an extension for sm_70 could never run with this torch
+        ({"flavor": "devel", "extension_archs": "sm_70"}, ["'sm_70'", "sm_75, sm_80"]),
+        ({"flavor": "runtime", "extension_archs": "sm_90"}, ["only applies to CUDA devel"]),
+    ],
+)
+def test_extension_archs_refused(compat, kwargs, words):
+    with pytest.raises(UserInputError) as err:
+        resolve(VariantRequest("2.14.1", "13.0", **kwargs), compat)
+    for word in words:
+        assert word in str(err.value)
