@@ -22,6 +22,10 @@ def check(request: VariantRequest, compat: Compat, repository: str) -> Variant:
 
 def warnings_for(variant: Variant, compat: Compat | None = None) -> list[str]:
     out = []
+    if variant.horovod and compat and variant.horovod in compat.horovod:
+        note = compat.horovod[variant.horovod].support_note(variant.torch)
+        if note:
+            out.append(note)
     if variant.base == "nvidia":
         measured = compat.cuda[variant.cuda].duplicate_gb if compat else None
         size = (
