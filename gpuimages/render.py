@@ -106,12 +106,14 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
         # The wheels ship versioned sonames only; the link step wants the dev names.
         horovod_commands[:0] = [
             f"ln -sf libcudart.so.{major} {variant.cuda_home}/lib/libcudart.so",
+            f"ln -sfn lib {variant.cuda_home}/lib64",
             f"ln -sf libnccl.so.2 {site}/nccl/lib/libnccl.so",
         ]
         horovod_commands += [
             "/opt/venv/bin/python -m pip uninstall -y nvidia-cuda-nvcc "
             "nvidia-cuda-crt nvidia-nvvm nvidia-cuda-cccl",
-            f"rm -f {variant.cuda_home}/lib/libcudart.so {site}/nccl/lib/libnccl.so",
+            f"rm -f {variant.cuda_home}/lib/libcudart.so {variant.cuda_home}/lib64 "
+            f"{site}/nccl/lib/libnccl.so",
         ]
 
     env = dict(variant.smoke_env())
@@ -124,11 +126,13 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
     if variant.cuda_home and variant.flavor == "devel":
         env["CUDA_HOME"] = variant.cuda_home
         env["PATH"] = f"/opt/venv/bin:{variant.cuda_home}/bin:${{PATH}}"
-        # The wheels ship only the versioned libcudart; `-lcudart` needs the dev symlink.
+        # The wheels ship only the versioned libcudart (`-lcudart` needs the dev name),
+        # and keep libraries in lib/ where nvcc.profile links from lib64/.
         major = variant.cuda.split(".")[0]
-        toolchain_commands.append(
-            f"ln -sf libcudart.so.{major} {variant.cuda_home}/lib/libcudart.so"
-        )
+        toolchain_commands += [
+            f"ln -sf libcudart.so.{major} {variant.cuda_home}/lib/libcudart.so",
+            f"ln -sfn lib {variant.cuda_home}/lib64",
+        ]
     if variant.require_cuda:
         env["NVIDIA_REQUIRE_CUDA"] = variant.require_cuda
         env["NVIDIA_VISIBLE_DEVICES"] = "all"

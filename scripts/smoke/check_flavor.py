@@ -125,6 +125,22 @@ def nvcc_release(nvcc, runner=subprocess.run):
     return match.group(1) if match else None
 
 
+def nvcc_links(nvcc, build_root, runner=subprocess.run):
+    """'ok' when nvcc compiles and links a program (its static cudart and cudadevrt found);
+    else the linker's last lines. cpp_extension passes -L itself, so it cannot tell."""
+    source = os.path.join(build_root, "link_check.cu")
+    with open(source, "w") as fh:
+        fh.write("__global__ void k() {}\nint main() { k<<<1, 1>>>(); return 0; }\n")
+    proc = runner(
+        [nvcc, source, "-o", os.path.join(build_root, "link_check")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        universal_newlines=True,
+        timeout=300,
+    )
+    return "ok" if proc.returncode == 0 else smokelib.tail(proc.stdout or "", 3)
+
+
 def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, problems):
     """nvcc matches torch's CUDA; a __global__ kernel compiles to SASS for the archs; it runs
     where a GPU is visible. The JIT never compares nvcc with torch.version.cuda and links
@@ -138,6 +154,10 @@ def cuda_extension(torch, cpp_extension, nvcc, archs, build_root, figures, probl
         )
         figures["cuda_extension"] = "skipped: nvcc does not match torch"
         return None
+    linked = nvcc_links(nvcc, build_root)
+    figures["nvcc_links_program"] = linked
+    if linked != "ok":
+        problems.append("nvcc cannot link a CUDA program: %s" % linked)
     if archs and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         # cpp_extension asks the GPU for its arch without this (IndexError with no GPU).
         os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(

@@ -160,6 +160,7 @@ def test_devel_compiles_a_kernel_for_every_arch(smoke_reports):
     assert flavor["status"] == "passed", flavor
     f = flavor["figures"]
     assert f["nvcc_release"] == "13.0"  # = torch.version.cuda
+    assert f["nvcc_links_program"] == "ok"  # static cudart found (lib64 -> lib)
     assert f["sass"] == ARCHS
     assert f["cpp_extension"] == "ok"
     assert "not run: no GPU visible" in f["cuda_extension"]

@@ -333,3 +333,16 @@ def test_check_says_horovod_is_patched_not_upstream(compat):
     assert "our patch (cxx17)" in note and "not upstream-supported" in note
     old = resolve(VariantRequest("1.12.0", "11.3", horovod="0.28.1"), compat)
     assert not [w for w in warnings_for(old, compat) if "Horovod" in w]
+
+
+def test_nvcc_links_reports_the_linker_lines(tmp_path):
+    def failing(argv, **kw):
+        assert argv[1].endswith("link_check.cu")
+        out = "x\n/usr/bin/ld: cannot find -lcudadevrt\ncollect2: error: ld returned 1\n"
+        return SimpleNamespace(returncode=1, stdout=out)
+
+    assert "cannot find -lcudadevrt" in check_flavor.nvcc_links("/x/nvcc", str(tmp_path), failing)
+    ok = check_flavor.nvcc_links(
+        "/x/nvcc", str(tmp_path), lambda argv, **kw: SimpleNamespace(returncode=0, stdout="")
+    )
+    assert ok == "ok"
