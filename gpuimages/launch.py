@@ -286,8 +286,7 @@ def notes(plan: LaunchPlan) -> list[str]:
         out.append(
             "horovodrun and mpirun start the other nodes' ranks over SSH (port "
             f"{SSH_PORT}): node 0's container needs passwordless keys for the other nodes in "
-            "/root/.ssh, and theirs need an SSH server. The images do not ship openssh-server "
-            "yet; the MPIJob's workers (--k8s) run /usr/sbin/sshd as well and need it too."
+            "/root/.ssh; theirs run the image's sshd (as the MPIJob's workers do with --k8s)."
         )
     else:
         out.append(
