@@ -21,7 +21,9 @@ from gpuimages.doctor import diagnose
 from gpuimages.engine import check_local_base, ensure_engine, ensure_local_base, find_docker_cli
 from gpuimages.errors import UserInputError
 from gpuimages.matrix import load_matrix
-from gpuimages.publish import SMOKE_REPORTS, RetryPolicy, publish_release
+from gpuimages.paths import SMOKE_REPORTS
+from gpuimages.registry import RetryPolicy
+from gpuimages.release import publish_release
 from gpuimages.render import render_all
 from gpuimages.select import select, warnings_for
 from gpuimages.smoke import SmokeOptions, report_path, write_reports

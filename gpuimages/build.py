@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 import docker
 import docker.errors
 
-from gpuimages.engine import ROOT, DockerCli
+from gpuimages.engine import DockerCli
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
-from gpuimages.runner import capture, run
+from gpuimages.paths import ROOT, git_revision
+from gpuimages.runner import run
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -117,13 +118,6 @@ class BuildResult:
         d["log_path"] = str(self.log_path) if self.log_path else None
         d["size_mb"] = round(self.size_bytes / MB, 1) if self.size_bytes else None
         return d
-
-
-def git_revision(root: Path = ROOT) -> str | None:
-    try:
-        return capture(["git", "-C", str(root), "rev-parse", "HEAD"], timeout=10).strip()
-    except GpuImagesError:
-        return None
 
 
 def build_labels(variant: Variant, revision: str | None) -> dict[str, str]:

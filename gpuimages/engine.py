@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
+from gpuimages.paths import SCRIPTS
 from gpuimages.runner import capture, run
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "scripts"
 LOCAL_BASE = "gpuimages-local/debian:bookworm"
 
 

@@ -16,16 +16,15 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker
 import docker.errors
 import requests.exceptions
 
-from gpuimages.build import git_revision
-
-if TYPE_CHECKING:
-    from gpuimages.publish import PublishResult, Registry
+from gpuimages.paths import git_revision
+from gpuimages.publish import PublishResult
+from gpuimages.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ only a smoke report that exists, says "passed", and names the image id the varia
 tag points at now. A vetted image is tagged `<registry>/<repository>:<variant name>`,
 pushed with the docker SDK (transient registry errors retried with exponential
 backoff), and verified by asking the registry's HTTP API (v2) for the tag's manifest
-digest. Each run ends in a release manifest (gpuimages/manifest.py) that records, per
-image, published | refused | failed and why.
+digest. The whole run (gpuimages/release.py) ends in a release manifest that records,
+per image, published | refused | failed and why.
 
 Credentials come from GPUIMAGES_REGISTRY_USER / GPUIMAGES_REGISTRY_PASSWORD (read once)
 or the docker config's "auths"; the password never enters a log line, a report or an
@@ -15,10 +15,8 @@ exception message.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,8 +27,6 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from gpuimages.engine import SCRIPTS
-from gpuimages.errors import CommandError, GpuImagesError
 from gpuimages.registry import (
     Credentials,
     CredentialsRejected,
@@ -42,20 +38,16 @@ from gpuimages.registry import (
     TransientRegistryError,
     classify,
     repository_path,
-    resolve_credentials,
     same_digest,
     split_ref,
     with_retries,
 )
-from gpuimages.runner import mask, run
+from gpuimages.runner import mask
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
-SMOKE_REPORTS = Path("reports/smoke")  # where `invoke smoke --report` writes by default
-RELEASE_DIR = Path("reports/release")
 REPORT_SCHEMA = 1
-LOCAL_REGISTRY_PORT = 5000
 
 
 # ------------------------------------------------------------------------------ gate
@@ -406,110 +398,3 @@ def publish(
                 d, "failed", str(failure), registry_tag=registry.tag_for(d.variant)
             )
     return [r for r in results if r is not None]
-
-
-# ---------------------------------------------------------------------- the whole run
-
-
-def ensure_local_registry(
-    port: int = LOCAL_REGISTRY_PORT, state_dir: Path | None = None
-) -> Registry:
-    """Start (or reuse) a registry on 127.0.0.1:port with scripts/start-registry.sh."""
-    argv = ["bash", str(SCRIPTS / "start-registry.sh"), "--port", str(port)]
-    if state_dir is not None:
-        argv += ["--dir", str(state_dir)]
-    try:
-        result = run(argv, what="starting the local registry", timeout=600)
-    except CommandError as exc:
-        raise GpuImagesError(
-            f"no registry is configured and a local one on 127.0.0.1:{port} could not be "
-            f"started: {exc}"
-        ) from None
-    url = next(
-        (ln for ln in reversed(result.tail.splitlines()) if ln.startswith("http")),
-        f"http://127.0.0.1:{port}",
-    )
-    return Registry.parse(url)
-
-
-@dataclass(frozen=True)
-class PublishRun:
-    registry: Registry
-    results: list[PublishResult]
-    manifest_json: Path | None
-    manifest_md: Path | None
-    started_local_registry: bool
-
-    @property
-    def not_published(self) -> list[PublishResult]:
-        return [r for r in self.results if not r.ok]
-
-
-def release_dir(root: Path, now: dt.datetime | None = None) -> Path:
-    """reports/release/<UTC timestamp>/ (a -N suffix when two runs share a second)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    stamp = now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path, n = root / stamp, 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{n}"
-    return path
-
-
-def publish_release(
-    variants: Iterable[Variant],
-    *,
-    registry: str | None,
-    reports: Path = SMOKE_REPORTS,
-    release_root: Path = RELEASE_DIR,
-    dry_run: bool = False,
-    policy: RetryPolicy | None = None,
-    client: docker.DockerClient | None = None,
-    env: Mapping[str, str] = os.environ,
-    local_port: int = LOCAL_REGISTRY_PORT,
-) -> PublishRun:
-    """Gate, push, verify and write the release manifest (plus $GITHUB_STEP_SUMMARY)."""
-    from gpuimages.manifest import build_manifest, write_manifest
-
-    variants = tuple(variants)
-    policy = policy or RetryPolicy.from_env(env)
-    started = False
-    if registry:
-        target = Registry.parse(registry)
-    elif dry_run:
-        target = Registry.parse(f"127.0.0.1:{local_port}")
-    else:
-        log.info(
-            "no registry configured (no --registry, matrix.yaml registry: null): starting a "
-            "local one on 127.0.0.1:%d",
-            local_port,
-        )
-        target = ensure_local_registry(local_port)
-        started = True
-    credentials = resolve_credentials(target.host, env)
-    if credentials:
-        log.info("registry credentials: %s", credentials)  # user and source, never the password
-    if client is None:
-        try:
-            client = docker.from_env(timeout=900)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            raise GpuImagesError(
-                f"no Docker engine answers ({exc.__class__.__name__}): start one (as root: "
-                "bash scripts/start-docker.sh)."
-            ) from None
-    results = publish(
-        variants,
-        registry=target,
-        reports=reports,
-        client=client,
-        credentials=credentials,
-        policy=policy,
-        dry_run=dry_run,
-    )
-    if dry_run:
-        return PublishRun(target, results, None, None, started)
-    manifest = build_manifest(results, registry=target, client=client)
-    out = release_dir(release_root)
-    json_path, md_path = write_manifest(manifest, out, step_summary=env.get("GITHUB_STEP_SUMMARY"))
-    return PublishRun(target, results, json_path, md_path, started)

@@ -34,7 +34,6 @@ from gpuimages.publish import (
     decide,
     read_push_stream,
     read_report,
-    release_dir,
     report_path_for,
     smoke_summary,
 )
@@ -55,6 +54,7 @@ from gpuimages.registry import (
     same_digest,
     with_retries,
 )
+from gpuimages.release import release_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "2.13.0-cpu-runtime"
