@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -56,6 +56,10 @@ class PackageSources:
             if values.get(key):
                 values[key] = Path(str(values[key]))
         return cls(**values)  # type: ignore[arg-type]
+
+    def on_base(self, image: str) -> PackageSources:
+        """The same sources with `image` as base and builder (e.g. the local Debian base)."""
+        return replace(self, base_image=image, builder_image=image)
 
     def validate(self) -> None:
         if self.pip_index_url:

@@ -95,6 +95,16 @@ def build_table(results: list) -> Table:
     return table
 
 
+def print_builds(results: list, report: object) -> None:
+    console.print(build_table(results))
+    for r in results:
+        if r.ok:
+            console.print(f"image {r.tags[0]} ({r.image_id})")
+        else:
+            err_console.print(f"{r.variant.name}: {r.error}", style="red", markup=False)
+    console.print(f"report: {report}")
+
+
 def smoke_table(report: dict) -> Table:
     table = Table(title=f"Smoke: {report['tag']} ({report['status']})", title_justify="left")
     for col in ("check", "status", "seconds", "reason"):
@@ -207,3 +217,17 @@ def publish_table(outcome, dry_run: bool) -> Table:
             str(r.report_path or "-"),
         )
     return table
+
+
+def print_publish(outcome, dry_run: bool, notes: Iterable[str] = ()) -> None:
+    for note in notes:
+        console.print(note)
+    console.print(publish_table(outcome, dry_run))
+    for r in outcome.not_published:
+        err_console.print(
+            f"{r.status} {r.variant.name}: {r.reason}", style="red", markup=False, soft_wrap=True
+        )
+    if outcome.manifest_md:
+        console.print(f"release notes: {outcome.manifest_md}")
+    if outcome.manifest_json:
+        console.print(f"release manifest: {outcome.manifest_json}", soft_wrap=True)

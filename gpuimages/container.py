@@ -21,6 +21,7 @@ import requests.exceptions
 from docker.types import DeviceRequest
 
 from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.select import Selection
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,25 @@ class RunSpec:
             kwargs["volumes"] = {str(self.mount): {"bind": WORKDIR, "mode": "rw"}}
             kwargs["working_dir"] = WORKDIR
         return {k: v for k, v in kwargs.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """What `invoke run` starts: an image, its default --gpus, the variant if one was named."""
+
+    image: str
+    default_gpus: str
+    variant: Variant | None = None
+
+
+def run_target(selection: Selection, image: str | None) -> RunTarget:
+    """--image IMAGE (any name docker knows) or a selected variant's tag, not both."""
+    if image:
+        if selection.chosen:
+            raise UserInputError("Give either --image or a variant (--variant/--torch ...).")
+        return RunTarget(image, "all")
+    _, (variant,) = selection.variants()
+    return RunTarget(variant.tag, "none" if variant.is_cpu else "all", variant)
 
 
 def parse_gpus(value: str | None, default: str) -> str:

@@ -22,13 +22,15 @@ from typing import Any
 
 from gpuimages.compat import Compat, load_compat
 from gpuimages.errors import UserInputError, did_you_mean, one_of
+from gpuimages.options import AXES as AXIS_HELP
+from gpuimages.paths import MATRIX
 from gpuimages.variant import Variant, VariantRequest, normalize_cuda, resolve
 from gpuimages.yamlio import load_yaml
 
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("repository", "registry", "defaults", "axes", "include", "exclude", "sources")
-AXES = ("torch", "cuda", "cudnn", "flavor", "python", "os", "horovod")
+AXES = tuple(AXIS_HELP)
 SETTINGS = ("torchvision", "size_budget_mb")  # per entry, never crossed
 ENTRY_KEYS = AXES + SETTINGS
 SOURCE_KEYS = (
@@ -107,13 +109,7 @@ def _request(where: str, entry: dict[str, Any]) -> VariantRequest:
             raise UserInputError(f"{where}: '{required}' is missing (set it here or in defaults).")
     budget = entry.get("size_budget_mb")
     return VariantRequest(
-        torch=str(entry["torch"]),
-        cuda=str(entry["cuda"]),
-        cudnn=_scalar(entry.get("cudnn")),
-        flavor=_scalar(entry.get("flavor")),
-        python=_scalar(entry.get("python")),
-        os=_scalar(entry.get("os")),
-        horovod=_scalar(entry.get("horovod")),
+        **{axis: _scalar(entry.get(axis)) for axis in AXES},  # type: ignore[arg-type]
         torchvision=_scalar(entry.get("torchvision")),
         size_budget_mb=budget,
     )
@@ -179,6 +175,6 @@ def parse_matrix(raw: Any, path: Path, compat: Compat) -> Matrix:
     )
 
 
-def load_matrix(path: Path | str = "matrix.yaml", compat: Compat | None = None) -> Matrix:
+def load_matrix(path: Path | str = MATRIX, compat: Compat | None = None) -> Matrix:
     path = Path(path)
     return parse_matrix(load_yaml(path), path, compat or load_compat())

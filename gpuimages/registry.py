@@ -269,6 +269,23 @@ class RetryPolicy:
             ) from None
         return cls(tries=t, base_s=b)
 
+    @classmethod
+    def from_options(
+        cls,
+        tries: str | int | None,
+        backoff: str | float | None,
+        env: Mapping[str, str] = os.environ,
+    ) -> RetryPolicy:
+        """--tries N --backoff SECONDS as given on the command line (strings)."""
+        try:
+            t = None if tries is None else int(tries)
+            b = None if backoff is None else float(backoff)
+        except ValueError:
+            raise UserInputError(
+                "--tries takes a whole number, --backoff a number of seconds."
+            ) from None
+        return cls.from_env(env, tries=t, backoff_s=b)
+
 
 def with_retries(
     action: Callable[[], T],

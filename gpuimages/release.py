@@ -64,6 +64,20 @@ class PublishRun:
         return [r for r in self.results if not r.ok]
 
 
+def registry_notes(run: PublishRun, *, configured: bool, dry_run: bool, matrix: Path) -> list[str]:
+    """What the user should know about a registry they did not name."""
+    if dry_run and not configured:
+        return [
+            f"no registry configured: a real run starts a local registry on {run.registry.host}"
+        ]
+    if run.started_local_registry:
+        return [
+            f"no registry configured (--registry, or `registry:` in {matrix}): started a local "
+            f"registry at {run.registry.url} (scripts/start-registry.sh)"
+        ]
+    return []
+
+
 def release_dir(root: Path, now: dt.datetime | None = None) -> Path:
     """reports/release/<UTC timestamp>/ (a -N suffix when two runs share a second)."""
     now = now or dt.datetime.now(dt.timezone.utc)

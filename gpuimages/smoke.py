@@ -25,7 +25,7 @@ import requests.exceptions
 from docker.types import DeviceRequest
 
 from gpuimages.container import RunSpec, parse_gpus, start_error
-from gpuimages.errors import GpuImagesError
+from gpuimages.errors import GpuImagesError, UserInputError
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,26 @@ class SmokeOptions:
     timeout_s: int = 300  # per check
     require_gpus: int | None = None
     multinode: bool = True
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        gpus: str | None = None,
+        shm_size: str | None = None,
+        timeout: int | str = 300,
+        require_gpus: int | str | None = None,
+        multinode: bool = True,
+    ) -> SmokeOptions:
+        """The options of `invoke smoke` as given on the command line."""
+        try:
+            timeout_s = int(timeout)
+            required = None if require_gpus is None else int(require_gpus)
+        except ValueError:
+            raise UserInputError(
+                "--timeout takes a whole number of seconds, --require-gpus a number of GPUs."
+            ) from None
+        return cls(gpus, shm_size, timeout_s, required, multinode)
 
     def gpus_for(self, variant: Variant) -> str:
         return self.gpus or ("none" if variant.is_cpu else "all")
