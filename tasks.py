@@ -19,7 +19,13 @@ from gpuimages.build import PackageSources, build_many, write_report
 from gpuimages.cli import after_dashes, command
 from gpuimages.compat import load_compat
 from gpuimages.doctor import diagnose
-from gpuimages.engine import check_local_base, ensure_engine, ensure_local_base, find_docker_cli
+from gpuimages.engine import (
+    check_local_base,
+    engine_client,
+    ensure_engine,
+    ensure_local_base,
+    find_docker_cli,
+)
 from gpuimages.matrix import load_matrix
 from gpuimages.options import AXES
 from gpuimages.paths import BUILD_REPORT, DOCKERFILES, MATRIX, SMOKE_REPORTS, WHEELHOUSE, WORK_DIR
@@ -277,7 +283,7 @@ def run_task(
     if dry_run:
         print(spec.docker_line())
         return
-    client = containers.engine_client()
+    client = engine_client()
     if target.variant is not None:
         containers.local_image(target.variant, client)
     ui.err_console.print(f"$ {spec.docker_line()}", markup=False, soft_wrap=True)

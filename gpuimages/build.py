@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import docker
 import docker.errors
 
-from gpuimages.engine import DockerCli
+from gpuimages.engine import DockerCli, engine_client, engine_errors
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
 from gpuimages.paths import ROOT, git_revision
 from gpuimages.runner import run
@@ -255,10 +255,11 @@ def build_one(
         return result
     result.duration_s = time.monotonic() - start
     image_id = iidfile.read_text().strip()
-    image = client.images.get(image_id)
-    result.image_id = image_id
-    result.size_bytes = int(image.attrs["Size"])
-    result.layers = layer_breakdown(client, image_id)
+    with engine_errors(f"build of {variant.name} finished, but its image {image_id[:19]}"):
+        image = client.images.get(image_id)
+        result.image_id = image_id
+        result.size_bytes = int(image.attrs["Size"])
+        result.layers = layer_breakdown(client, image_id)
 
     budget = variant.size_budget_mb
     if budget and result.size_bytes > budget * MB * BUDGET_SLACK:
@@ -270,7 +271,8 @@ def build_one(
         )
         _untag(client, variant.tag)
         return result
-    image.tag(*variant.tag.rsplit(":", 1))
+    with engine_errors(f"could not tag image {image_id[:19]} as {variant.tag}"):
+        image.tag(*variant.tag.rsplit(":", 1))
     result.tags = [variant.tag]
     result.status = "built"
     return result
@@ -289,7 +291,7 @@ def build_many(
 ) -> list[BuildResult]:
     """Build independent variants, `jobs` at a time; results in the variants' order."""
     sources.validate()
-    client = docker.from_env(timeout=600)
+    client = engine_client()
     revision = git_revision()
 
     def one(variant: Variant) -> BuildResult:

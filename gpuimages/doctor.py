@@ -28,13 +28,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import docker
-import docker.errors
-import requests.exceptions
 from packaging.version import Version
 
 from gpuimages.compat import Compat, driver_tuple
-from gpuimages.container import TOOLKIT_FIX, RunSpec, explain_start_error
-from gpuimages.errors import CommandError, UserInputError
+from gpuimages.container import (
+    TOOLKIT_FIX,
+    ContainerStartError,
+    ImageMissingError,
+    RunSpec,
+    tracked,
+)
+from gpuimages.engine import NoEngineError, engine_client, engine_errors
+from gpuimages.errors import CommandError, GpuImagesError, UserInputError
 from gpuimages.runner import capture, run
 from gpuimages.variant import Variant
 
@@ -247,10 +252,13 @@ def query_smi() -> tuple[bool, str | None, tuple[Gpu, ...]]:
 def query_docker() -> tuple[str | None, str | None, str | None, tuple[str, ...]]:
     """(engine version, API version, error, runtimes) through the docker SDK."""
     try:
-        client = docker.from_env(timeout=20)
-        version = client.version()
-        runtimes = tuple(sorted((client.info().get("Runtimes") or {}).keys()))
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        client = engine_client(timeout=20)
+        with engine_errors("the engine did not answer"):
+            version = client.version()
+            runtimes = tuple(sorted((client.info().get("Runtimes") or {}).keys()))
+    except NoEngineError as exc:
+        return None, None, exc.cause, ()
+    except GpuImagesError as exc:
         return None, None, str(exc), ()
     return version.get("Version"), version.get("ApiVersion"), None, runtimes
 
@@ -419,36 +427,26 @@ def image_check(image: str, client: docker.DockerClient | None = None) -> Check:
     name = "GPU container"
     line = spec.docker_line()
     try:
-        client = client or docker.from_env(timeout=120)
-        container = client.containers.create(image, ["nvidia-smi"], **spec.create_kwargs())
-    except docker.errors.ImageNotFound:
+        client = client or engine_client(timeout=120)
+        with tracked(client) as box:
+            container = box.start(image, spec.command, **spec.create_kwargs())
+            code = box.wait(container, IMAGE_CHECK_TIMEOUT_S)
+            if code is None:
+                return Check(name, FAIL, f"`{line}` did not finish in {IMAGE_CHECK_TIMEOUT_S} s.")
+            out = box.logs(container).strip()
+    except ImageMissingError:
         return Check(
             name,
             FAIL,
             f"`{line}`: image {image} is not on this host.",
             f"Build it (invoke build --variant NAME) or pull it: docker pull {image}",
         )
-    except docker.errors.DockerException as exc:
+    except ContainerStartError as exc:
+        if exc.known:
+            return Check(name, FAIL, f"`{line}` failed. {exc.known[0]}", exc.known[1])
+        return Check(name, FAIL, f"`{line}` failed: {exc.text}")
+    except GpuImagesError as exc:
         return Check(name, FAIL, f"`{line}`: {exc}", DOCKER_FIX)
-    try:
-        try:
-            container.start()
-        except docker.errors.APIError as exc:
-            text = str(exc.explanation or exc)
-            known = explain_start_error(text, image)
-            if known:
-                return Check(name, FAIL, f"`{line}` failed. {known[0]}", known[1])
-            return Check(name, FAIL, f"`{line}` failed: {text}")
-        try:
-            code = container.wait(timeout=IMAGE_CHECK_TIMEOUT_S).get("StatusCode", 1)
-        except requests.exceptions.RequestException:
-            return Check(name, FAIL, f"`{line}` did not finish in {IMAGE_CHECK_TIMEOUT_S} s.")
-        out = container.logs().decode(errors="replace").strip()
-    finally:
-        try:
-            container.remove(force=True)
-        except docker.errors.APIError as exc:
-            log.warning("could not remove container %s: %s", container.short_id, exc)
     tail = "\n".join(out.splitlines()[-15:])
     if code != 0:
         return Check(name, FAIL, f"`{line}` exited {code}:\n{tail}")

@@ -27,6 +27,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from gpuimages.engine import SDK_ERRORS, engine_errors, sdk_message
+from gpuimages.errors import GpuImagesError
 from gpuimages.registry import (
     Credentials,
     CredentialsRejected,
@@ -168,6 +170,8 @@ def local_image_id(client: docker.DockerClient, tag: str) -> str | None:
         return client.images.get(tag).id
     except docker.errors.ImageNotFound:
         return None
+    except SDK_ERRORS as exc:
+        raise GpuImagesError(f"could not inspect {tag}: {sdk_message(exc)}") from None
 
 
 def gate(
@@ -315,8 +319,9 @@ def publish_one(
     """Tag the vetted image id, push it (with retries), verify the digest at the registry."""
     start = time.monotonic()
     ref = registry.tag_for(decision.variant)
-    image = client.images.get(decision.image_id)
-    image.tag(*split_ref(ref))
+    with engine_errors(f"could not tag image {short_id(decision.image_id)} as {ref}", PublishError):
+        image = client.images.get(decision.image_id)
+        image.tag(*split_ref(ref))
     log.info("pushing %s (image %s)", ref, short_id(decision.image_id))
     pushed = with_retries(
         lambda: push(client, ref, credentials), policy, f"push of {ref}", sleep=sleep

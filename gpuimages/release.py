@@ -17,6 +17,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from gpuimages.engine import engine_client
 from gpuimages.errors import CommandError, GpuImagesError
 from gpuimages.manifest import build_manifest, write_manifest
 from gpuimages.paths import RELEASE_DIR, SCRIPTS, SMOKE_REPORTS
@@ -120,15 +121,7 @@ def publish_release(
     credentials = resolve_credentials(target.host, env)
     if credentials:
         log.info("registry credentials: %s", credentials)  # user and source, never the password
-    if client is None:
-        try:
-            client = docker.from_env(timeout=900)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            raise GpuImagesError(
-                f"no Docker engine answers ({exc.__class__.__name__}): start one (as root: "
-                "bash scripts/start-docker.sh)."
-            ) from None
+    client = client or engine_client(timeout=900)
     results = publish(
         variants,
         registry=target,

@@ -12,19 +12,20 @@ import datetime as dt
 import json
 import logging
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import docker
 import docker.errors
-import requests.exceptions
+from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from gpuimages.container import RunSpec, parse_gpus, start_error
+from gpuimages.container import RunSpec, TrackedContainers, parse_gpus
+from gpuimages.container import tracked as track_containers
+from gpuimages.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
 from gpuimages.errors import GpuImagesError, UserInputError
 from gpuimages.variant import Variant
 
@@ -74,73 +75,29 @@ def device_requests(gpus: str) -> list[DeviceRequest]:
     return RunSpec(image="", command=(), gpus=parse_gpus(gpus, "all")).device_requests()
 
 
-class Containers:
-    """Tracks what a smoke run creates so that all of it is removed, whatever happens."""
-
-    def __init__(self, client: docker.DockerClient, run_id: str) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.containers: list = []
-        self.networks: list = []
-
-    def start(self, image: str, command: list[str], options: SmokeOptions, gpus: str, **kw):
-        host_config: dict = (
-            {"shm_size": options.shm_size} if options.shm_size else {"ipc_mode": "host"}
-        )
-        try:
-            # create, track, then start: a container whose start fails is still removed.
-            container = self.client.containers.create(
-                image,
-                command,
-                device_requests=device_requests(gpus),
-                labels={SMOKE_LABEL: self.run_id},
-                **host_config,
-                **kw,
-            )
-            self.containers.append(container)
-            container.start()
-        except docker.errors.APIError as exc:
-            raise start_error(exc, image) from None
-        return container
-
-    def network(self, name: str):
-        net = self.client.networks.create(name, driver="bridge", labels={SMOKE_LABEL: self.run_id})
-        self.networks.append(net)
-        return net
-
-    def remove_all(self) -> None:
-        for container in self.containers:
-            try:
-                container.remove(force=True)
-            except docker.errors.APIError as exc:
-                log.warning("could not remove container %s: %s", container.short_id, exc)
-        for net in self.networks:
-            try:
-                net.remove()
-            except docker.errors.APIError as exc:
-                log.warning("could not remove network %s: %s", net.name, exc)
+def tracked(client: docker.DockerClient) -> AbstractContextManager[TrackedContainers]:
+    """What one smoke run creates, labelled with its run id, removed whatever happens."""
+    return track_containers(client, {SMOKE_LABEL: "{run_id}"})
 
 
-@contextmanager
-def tracked(client: docker.DockerClient) -> Iterator[Containers]:
-    box = Containers(client, uuid.uuid4().hex[:10])
-    try:
-        yield box
-    finally:
-        box.remove_all()
+def start(
+    box: TrackedContainers,
+    image: str,
+    command: list[str],
+    options: SmokeOptions,
+    gpus: str,
+    **kw: Any,
+) -> Container:
+    host_config: dict = {"shm_size": options.shm_size} if options.shm_size else {"ipc_mode": "host"}
+    return box.start(image, command, device_requests=device_requests(gpus), **host_config, **kw)
 
 
-def _wait(container, timeout_s: float) -> tuple[int | None, str, str]:
+def _wait(
+    box: TrackedContainers, container: Container, timeout_s: float
+) -> tuple[int | None, str, str]:
     """Exit code (None on timeout), stdout, stderr of a detached container."""
-    try:
-        status = container.wait(timeout=timeout_s)
-        code = int(status.get("StatusCode", -1))
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-        container.kill()
-        code = None
-    out = container.logs(stdout=True, stderr=False).decode(errors="replace")
-    err = container.logs(stdout=False, stderr=True).decode(errors="replace")
-    return code, out, err
+    code = box.wait(container, timeout_s)
+    return code, box.logs(container, stderr=False), box.logs(container, stdout=False)
 
 
 def _parse_suite(stdout: str) -> dict | None:
@@ -176,23 +133,25 @@ def _failed(name: str, reason: str, tail: str = "", duration: float = 0.0) -> di
 
 
 def run_suite(
-    box: Containers, image_id: str, options: SmokeOptions, gpus: str, *extra: str, **kw
+    box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str, *extra: str, **kw
 ) -> dict:
-    container = box.start(image_id, suite_argv(options, *extra), options, gpus, **kw)
-    start = time.monotonic()
-    code, out, err = _wait(container, _suite_budget(options))
+    container = start(box, image_id, suite_argv(options, *extra), options, gpus, **kw)
+    began = time.monotonic()
+    code, out, err = _wait(box, container, _suite_budget(options))
     report = _parse_suite(out)
     if code is None or report is None:
         why = "the suite did not finish in time" if code is None else "the suite printed no report"
         return {
-            "checks": [_failed("suite", why, err, time.monotonic() - start)],
+            "checks": [_failed("suite", why, err, time.monotonic() - began)],
             "found": {},
             "host": {},
         }
     return report
 
 
-def nccl_debug_rerun(box: Containers, image_id: str, options: SmokeOptions, gpus: str) -> str:
+def nccl_debug_rerun(
+    box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str
+) -> str:
     """A failed GPU DDP run once more with NCCL_DEBUG=INFO: the log says which transport
     NCCL picked (or why it fell back to sockets, e.g. without --ipc=host)."""
     report = run_suite(
@@ -208,11 +167,11 @@ def nccl_debug_rerun(box: Containers, image_id: str, options: SmokeOptions, gpus
     return ddp.get("log_tail", "")
 
 
-def run_multinode(box: Containers, image_id: str, options: SmokeOptions, gpus: str) -> dict:
+def run_multinode(box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str) -> dict:
     """DDP across two containers on a user-defined network: node 0 is the master."""
     name = f"gpuimages-smoke-{box.run_id}"
     box.network(name)
-    start = time.monotonic()
+    began = time.monotonic()
     nodes = []
     for rank in (0, 1):
         args = [
@@ -228,7 +187,8 @@ def run_multinode(box: Containers, image_id: str, options: SmokeOptions, gpus: s
             str(MASTER_PORT),
         ]
         nodes.append(
-            box.start(
+            start(
+                box,
                 image_id,
                 suite_argv(options, *args),
                 options,
@@ -238,8 +198,8 @@ def run_multinode(box: Containers, image_id: str, options: SmokeOptions, gpus: s
                 network=name,
             )
         )
-    results = [_wait(c, options.timeout_s + 120) for c in nodes]
-    duration = time.monotonic() - start
+    results = [_wait(box, c, options.timeout_s + 120) for c in nodes]
+    duration = time.monotonic() - began
     per_node = []
     for rank, (code, out, err) in enumerate(results):
         report = _parse_suite(out)
@@ -316,13 +276,15 @@ def smoke(
     client: docker.DockerClient | None = None,
 ) -> dict:
     """Run every check against the image the variant's tag names; return the SmokeReport."""
-    client = client or docker.from_env(timeout=600)
+    client = client or engine_client()
     try:
         image = client.images.get(variant.tag)
     except docker.errors.ImageNotFound:
         raise GpuImagesError(
             f"{variant.tag} is not built here: run `invoke build --variant {variant.name}` first."
         ) from None
+    except SDK_ERRORS as exc:
+        raise GpuImagesError(f"could not inspect {variant.tag}: {sdk_message(exc)}") from None
     gpus = options.gpus_for(variant)
     started = time.monotonic()
     with tracked(client) as box:
@@ -335,6 +297,8 @@ def smoke(
         if options.multinode:
             checks.append(run_multinode(box, image.id, options, gpus))
     failed = [c["name"] for c in checks if c["status"] == "failed"]
+    with engine_errors("could not ask the Docker engine its version"):
+        engine_version = client.version().get("Version")
     return {
         "schema": SCHEMA,
         "variant": variant.as_dict(),
@@ -345,7 +309,7 @@ def smoke(
         "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "duration_s": round(time.monotonic() - started, 2),
         "host": {
-            "docker": client.version().get("Version"),
+            "docker": engine_version,
             "gpus_requested": gpus,
             "in_container": suite.get("host", {}),
         },

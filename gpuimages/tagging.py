@@ -11,6 +11,7 @@ import logging
 import docker
 import docker.errors
 
+from gpuimages.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
 from gpuimages.errors import GpuImagesError, UserInputError
 from gpuimages.variant import Variant
 
@@ -46,7 +47,7 @@ def add_tags(
     client: docker.DockerClient | None = None,
 ) -> list[str]:
     """Add the registry-prefixed tag and aliases to the image the variant's tag names."""
-    client = client or docker.from_env()
+    client = client or engine_client()
     try:
         image = client.images.get(variant.tag)
     except docker.errors.ImageNotFound:
@@ -54,11 +55,14 @@ def add_tags(
             f"{variant.tag} does not exist locally: build it first (invoke build --variant "
             f"{variant.name})."
         ) from None
+    except SDK_ERRORS as exc:
+        raise GpuImagesError(f"could not inspect {variant.tag}: {sdk_message(exc)}") from None
     wanted = ([registry_tag(variant, registry)] if registry else []) + alias_tags(
         variant, aliases, registry
     )
     for tag in wanted:
         repo, name = tag.rsplit(":", 1)
-        image.tag(repo, name)
+        with engine_errors(f"could not tag {variant.tag} as {tag}"):
+            image.tag(repo, name)
         log.info("tagged %s -> %s", tag, image.id)
     return wanted

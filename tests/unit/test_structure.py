@@ -56,3 +56,18 @@ def test_the_cycle_check_sees_a_cycle(tmp_path, monkeypatch):
         assert "gpuimages.a -> gpuimages.b -> gpuimages.a" in str(exc)
     else:
         raise AssertionError("a two-module cycle went unnoticed")
+
+
+def test_one_place_makes_an_engine_client():
+    """`docker.from_env` only in engine.py: one client, one wording of "no engine"."""
+    makers = sorted(
+        f"{path.name}:{node.lineno}"
+        for path in PACKAGE.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute)
+        and node.attr == "from_env"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "docker"
+        and isinstance(node.ctx, ast.Load)
+    )
+    assert [m.split(":")[0] for m in makers] == ["engine.py"], makers
