@@ -33,8 +33,9 @@ from gpuimages.registry import RetryPolicy
 from gpuimages.release import publish_release, registry_notes
 from gpuimages.render import render_all
 from gpuimages.select import Selection, warnings_for
-from gpuimages.smoke import SmokeOptions, report_path, write_reports
+from gpuimages.smoke import SmokeOptions
 from gpuimages.smoke import smoke as run_smoke
+from gpuimages.smoke_report import report_path
 from gpuimages.tagging import add_tags
 from gpuimages.wheelhouse import download
 
@@ -186,10 +187,10 @@ def smoke(
     for v in variants:
         ui.console.print(f"smoke-testing {v.tag} ...")
         result = run_smoke(v, options)
-        path, junit = write_reports(result, report_path(v, report, len(variants)))
+        path, junit = result.write(report_path(v, report, len(variants)))
         ui.console.print(ui.smoke_table(result))
         ui.console.print(f"report: {path}  junit: {junit}")
-        if result["status"] != "passed":
+        if result.status != "passed":
             failed.append(v.name)
     if failed:
         raise Exit(f"error: smoke tests failed for: {', '.join(failed)}", code=1)
@@ -201,6 +202,7 @@ def smoke(
         "registry": "HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry, else a local "
         "registry this task starts on 127.0.0.1:5000)",
         "dry_run": "check the smoke gate and show what would be pushed where; push nothing",
+        "report": "the smoke report of the one image published (as `invoke smoke --report`)",
     },
 )
 def publish(
@@ -208,6 +210,7 @@ def publish(
     selection: Selection,
     registry=None,
     reports=str(SMOKE_REPORTS),
+    report=None,
     dry_run=False,
     tries=None,
     backoff=None,
@@ -217,7 +220,12 @@ def publish(
     policy = RetryPolicy.from_options(tries, backoff)
     target = registry or m.registry
     outcome = publish_release(
-        variants, registry=target, reports=Path(reports), dry_run=dry_run, policy=policy
+        variants,
+        registry=target,
+        reports=Path(reports),
+        report=Path(report) if report else None,
+        dry_run=dry_run,
+        policy=policy,
     )
     notes = registry_notes(outcome, configured=bool(target), dry_run=dry_run, matrix=m.path)
     ui.print_publish(outcome, dry_run, notes)

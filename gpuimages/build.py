@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import docker
@@ -99,10 +100,13 @@ class PackageSources:
         return args
 
 
+BuildStatus = Literal["built", "failed", "over-budget", "planned"]
+
+
 @dataclass
 class BuildResult:
     variant: Variant
-    status: str  # built | failed | over-budget | planned
+    status: BuildStatus
     image_id: str | None = None
     tags: list[str] = field(default_factory=list)
     size_bytes: int | None = None

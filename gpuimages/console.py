@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from gpuimages.smoke_report import SmokeReport
 from gpuimages.variant import Variant
 
 # Piped output (CI logs) gets a wide fixed width instead of rich's 80-column default.
@@ -105,18 +106,18 @@ def print_builds(results: list, report: object) -> None:
     console.print(f"report: {report}")
 
 
-def smoke_table(report: dict) -> Table:
-    table = Table(title=f"Smoke: {report['tag']} ({report['status']})", title_justify="left")
+def smoke_table(report: SmokeReport) -> Table:
+    table = Table(title=f"Smoke: {report.tag} ({report.status})", title_justify="left")
     for col in ("check", "status", "seconds", "reason"):
         table.add_column(col, overflow="fold")
     colors = {"passed": "green", "failed": "red", "skipped": "yellow"}
-    for check in report["checks"]:
-        color = colors.get(check["status"], "white")
+    for check in report.checks:
+        color = colors[check.status]
         table.add_row(
-            check["name"],
-            f"[{color}]{check['status']}[/{color}]",
-            f"{check.get('duration_s', 0):.1f}",
-            check.get("reason", ""),
+            check.name,
+            f"[{color}]{check.status}[/{color}]",
+            f"{check.duration_s:.1f}",
+            check.reason,
         )
     return table
 

@@ -26,6 +26,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Final, Literal
 
 import docker
 from packaging.version import Version
@@ -45,21 +46,34 @@ from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+CheckStatus = Literal["ok", "warn", "fail", "skip"]
+OK: Final = "ok"
+WARN: Final = "warn"
+FAIL: Final = "fail"
+SKIP: Final = "skip"
 
 # Verdicts, worst first where they combine.
-UNSUPPORTED = "unsupported"
-REFUSED = "refused by NVIDIA_REQUIRE_CUDA"
-MINOR_COMPAT = "minor-version compatibility, with limits"
-SUPPORTED = "supported"
-NO_GPU_NEEDED = "no GPU needed"
-NO_DRIVER = "no NVIDIA driver here"
+Verdicts = Literal[
+    "unsupported",
+    "refused by NVIDIA_REQUIRE_CUDA",
+    "minor-version compatibility, with limits",
+    "supported",
+    "no GPU needed",
+    "no NVIDIA driver here",
+]
+UNSUPPORTED: Final = "unsupported"
+REFUSED: Final = "refused by NVIDIA_REQUIRE_CUDA"
+MINOR_COMPAT: Final = "minor-version compatibility, with limits"
+SUPPORTED: Final = "supported"
+NO_GPU_NEEDED: Final = "no GPU needed"
+NO_DRIVER: Final = "no NVIDIA driver here"
 
 # Architecture verdicts: the GPU's compute capability against the wheel's kernels.
-ARCH_NATIVE = "native"
-ARCH_COMPATIBLE = "binary-compatible"
-ARCH_UNSUPPORTED = "unsupported"
-ARCH_UNKNOWN = "unknown"
+ArchStatus = Literal["native", "binary-compatible", "unsupported", "unknown"]
+ARCH_NATIVE: Final = "native"
+ARCH_COMPATIBLE: Final = "binary-compatible"
+ARCH_UNSUPPORTED: Final = "unsupported"
+ARCH_UNKNOWN: Final = "unknown"
 
 NVIDIA_PCI_VENDOR = "0x10de"
 PCI_SYS = Path("/sys/bus/pci/devices")
@@ -110,7 +124,7 @@ Install the NVIDIA driver (Ubuntu):
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # ok | warn | fail | skip
+    status: CheckStatus
     detail: str
     fix: str = ""
 
@@ -485,7 +499,7 @@ def normalize_driver(value: str) -> str:
 
 @dataclass(frozen=True)
 class ArchVerdict:
-    status: str  # native | binary-compatible | unsupported | unknown
+    status: ArchStatus
     detail: str
 
 
@@ -524,7 +538,7 @@ def _runs(gpu: str, archs: tuple[str, ...]) -> bool:
 
 @dataclass(frozen=True)
 class DriverVerdict:
-    status: str  # supported | minor-version compatibility, with limits | unsupported
+    status: Verdicts  # supported | minor-version compatibility, with limits | unsupported
     driver_cuda: str | None  # the newest CUDA this driver supports
     start_refused: bool  # the image's NVIDIA_REQUIRE_CUDA makes the runtime refuse it
     detail: str

@@ -15,13 +15,12 @@ exception message.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker
 import docker.errors
@@ -45,11 +44,10 @@ from gpuimages.registry import (
     with_retries,
 )
 from gpuimages.runner import mask
+from gpuimages.smoke_report import CHECK_STATUSES, SmokeReport, SmokeReportError, find_report
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
-
-REPORT_SCHEMA = 1
 
 
 # ------------------------------------------------------------------------------ gate
@@ -64,44 +62,10 @@ class GateDecision:
     reason: str
     image_id: str | None
     report_path: Path
-    report: Mapping[str, Any] | None = None
+    report: SmokeReport | None = None  # None: missing or not a valid report
 
     def smoke_counts(self) -> dict[str, int]:
-        return smoke_counts(self.report)
-
-
-def smoke_counts(report: Mapping[str, Any] | None) -> dict[str, int]:
-    """How many checks of a smoke report passed, failed, were skipped."""
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    for check in (report or {}).get("checks") or []:
-        status = check.get("status") if isinstance(check, dict) else None
-        if status in counts:
-            counts[status] += 1
-    return counts
-
-
-def report_path_for(variant: Variant, reports: Path, count: int = 1) -> Path:
-    """DIR/<variant name>.json; a .json file is taken as it is when one image is published."""
-    if count == 1 and reports.suffix == ".json" and not reports.is_dir():
-        return reports
-    return reports / f"{variant.name}.json"
-
-
-def read_report(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(report, None), (None, None) when missing, or (None, why) when unreadable."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, f"cannot be read ({exc.strerror})"
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        return None, f"is not valid JSON ({exc.msg} at line {exc.lineno})"
-    if not isinstance(doc, dict):
-        return None, "is not a JSON object"
-    return doc, None
+        return self.report.counts() if self.report else dict.fromkeys(CHECK_STATUSES, 0)
 
 
 def short_id(image_id: str | None) -> str:
@@ -111,16 +75,24 @@ def short_id(image_id: str | None) -> str:
 def decide(
     variant: Variant,
     report_path: Path,
-    report: Mapping[str, Any] | None,
+    report: SmokeReport | Mapping[str, Any] | None,
     local_id: str | None,
     report_error: str | None = None,
 ) -> GateDecision:
-    """The gate: a report exists, says passed, and tested exactly the local image id."""
+    """The gate: a valid report exists, says passed, and tested exactly the local image id.
+
+    `report` may be a parsed JSON document: it is validated here like `SmokeReport.read`.
+    """
+    smoke = f"invoke smoke --variant {variant.name} --report {report_path}"
+    if isinstance(report, Mapping):
+        try:
+            report = SmokeReport.from_dict(report)
+        except ValueError as exc:
+            report, report_error = None, report_error or str(exc)
 
     def refuse(reason: str) -> GateDecision:
         return GateDecision(variant, False, reason, local_id, report_path, report)
 
-    smoke = f"invoke smoke --variant {variant.name} --report {report_path}"
     if local_id is None:
         return refuse(
             f"{variant.tag} does not exist locally: build and smoke-test it first "
@@ -130,30 +102,23 @@ def decide(
         return refuse(f"smoke report {report_path} {report_error}: re-run `{smoke}`.")
     if report is None:
         return refuse(f"no smoke report at {report_path}: run `{smoke}` first.")
-    if report.get("schema") != REPORT_SCHEMA:
+    if report.variant_name != variant.name:
         return refuse(
-            f"smoke report {report_path} has schema {report.get('schema')!r}; this gpuimages "
-            f"reads schema {REPORT_SCHEMA}: re-run `{smoke}`."
+            f"smoke report {report_path} is for {report.variant_name!r}, not {variant.name}."
         )
-    named = (report.get("variant") or {}).get("name")
-    if named != variant.name:
-        return refuse(f"smoke report {report_path} is for {named!r}, not {variant.name}.")
-    status = report.get("status")
-    if status != "passed":
-        failed = [
-            c.get("name", "?")
-            for c in report.get("checks") or []
-            if isinstance(c, dict) and c.get("status") == "failed"
-        ]
+    if report.status != "passed":
+        failed = report.failed_checks
         which = f" (failed checks: {', '.join(failed)})" if failed else ""
-        return refuse(f"smoke tests of {variant.name} did not pass: status {status!r}{which}.")
-    tested = report.get("image_id")
-    if tested != local_id:
         return refuse(
-            f"smoke report {report_path} tested image {short_id(tested)}, but {variant.tag} is "
-            f"now image {short_id(local_id)}: re-run `{smoke}` on the current image."
+            f"smoke tests of {variant.name} did not pass: status {report.status!r}{which}."
         )
-    counts = smoke_counts(report)
+    if report.image_id != local_id:
+        return refuse(
+            f"smoke report {report_path} tested image {short_id(report.image_id)}, but "
+            f"{variant.tag} is now image {short_id(local_id)}: re-run `{smoke}` on the "
+            "current image."
+        )
+    counts = report.counts()
     return GateDecision(
         variant,
         True,
@@ -177,8 +142,13 @@ def local_image_id(client: docker.DockerClient, tag: str) -> str | None:
 def gate(
     variant: Variant, reports: Path, client: docker.DockerClient, count: int = 1
 ) -> GateDecision:
-    path = report_path_for(variant, reports, count)
-    report, error = read_report(path)
+    """Decide for one variant, its report found where `invoke smoke --report` put it."""
+    path = find_report(variant, reports, count)
+    report, error = None, None
+    try:
+        report = SmokeReport.read(path)
+    except SmokeReportError as exc:
+        error = None if exc.missing else exc.why
     return decide(variant, path, report, local_image_id(client, variant.tag), error)
 
 
@@ -243,10 +213,13 @@ def push(client: docker.DockerClient, ref: str, credentials: Credentials | None)
 # --------------------------------------------------------------------------- publish
 
 
+PublishStatus = Literal["published", "refused", "failed", "planned"]  # planned: dry run
+
+
 @dataclass
 class PublishResult:
     variant: Variant
-    status: str  # published | refused | failed | planned (dry run)
+    status: PublishStatus
     reason: str
     image_id: str | None = None
     registry_tag: str | None = None
@@ -285,17 +258,17 @@ class PublishResult:
 
 
 def smoke_summary(decision: GateDecision) -> dict[str, Any]:
-    report = decision.report or {}
+    report = decision.report
     return {
         "report": str(decision.report_path),
-        "status": report.get("status"),
-        "created": report.get("created"),
-        "image_id": report.get("image_id"),
+        "status": report.status if report else None,
+        "created": (report.created or None) if report else None,
+        "image_id": report.image_id if report else None,
         **decision.smoke_counts(),
     }
 
 
-def _result(decision: GateDecision, status: str, reason: str, **kw: Any) -> PublishResult:
+def _result(decision: GateDecision, status: PublishStatus, reason: str, **kw: Any) -> PublishResult:
     return PublishResult(
         decision.variant,
         status,

@@ -18,7 +18,7 @@ import docker
 import docker.errors
 
 from gpuimages.engine import engine_client
-from gpuimages.errors import CommandError, GpuImagesError
+from gpuimages.errors import CommandError, GpuImagesError, UserInputError
 from gpuimages.manifest import build_manifest, write_manifest
 from gpuimages.paths import RELEASE_DIR, SCRIPTS, SMOKE_REPORTS
 from gpuimages.publish import PublishResult, publish
@@ -95,6 +95,7 @@ def publish_release(
     *,
     registry: str | None,
     reports: Path = SMOKE_REPORTS,
+    report: Path | None = None,
     release_root: Path = RELEASE_DIR,
     dry_run: bool = False,
     policy: RetryPolicy | None = None,
@@ -104,6 +105,13 @@ def publish_release(
 ) -> PublishRun:
     """Gate, push, verify and write the release manifest (plus $GITHUB_STEP_SUMMARY)."""
     variants = tuple(variants)
+    if report is not None:
+        if len(variants) != 1 or report.is_dir():
+            raise UserInputError(
+                f"--report {report} is one image's smoke report file, for one variant "
+                f"({len(variants)} selected): use --reports DIR for several."
+            )
+        reports = report
     policy = policy or RetryPolicy.from_env(env)
     started = False
     if registry:

@@ -13,10 +13,8 @@ import json
 import logging
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
-from xml.etree import ElementTree as ET
 
 import docker
 import docker.errors
@@ -27,14 +25,13 @@ from gpuimages.container import RunSpec, TrackedContainers, parse_gpus
 from gpuimages.container import tracked as track_containers
 from gpuimages.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
 from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.smoke_report import SmokeCheck, SmokeReport
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
 SUITE = "/opt/gpuimages/smoke/suite.py"
-SCHEMA = 1
 SMOKE_LABEL = "io.gpuimages.smoke-run"
-REPORT_DIR = Path("reports/smoke")
 MASTER_PORT = 29500
 
 
@@ -121,32 +118,43 @@ def _suite_budget(options: SmokeOptions, checks: int = 6) -> float:
     return options.timeout_s * checks + 120
 
 
-def _failed(name: str, reason: str, tail: str = "", duration: float = 0.0) -> dict:
-    return {
-        "name": name,
-        "status": "failed",
-        "reason": reason,
-        "duration_s": round(duration, 2),
-        "figures": {},
-        "log_tail": tail[-4000:],
-    }
+def _failed(name: str, reason: str, tail: str = "", duration: float = 0.0) -> SmokeCheck:
+    return SmokeCheck(name, "failed", reason, round(duration, 2), {}, tail[-4000:])
+
+
+@dataclass(frozen=True)
+class SuiteOutput:
+    """What the in-image suite printed (scripts/smoke/suite.py), its checks typed."""
+
+    checks: tuple[SmokeCheck, ...]
+    found: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, name: str) -> SmokeCheck | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+def _suite_output(doc: dict | None) -> SuiteOutput | None:
+    if doc is None:
+        return None
+    try:
+        checks = tuple(SmokeCheck.from_dict(c) for c in doc.get("checks") or [])
+    except ValueError:
+        return None
+    return SuiteOutput(checks, dict(doc.get("found") or {}), dict(doc.get("host") or {}))
 
 
 def run_suite(
     box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str, *extra: str, **kw
-) -> dict:
+) -> SuiteOutput:
     container = start(box, image_id, suite_argv(options, *extra), options, gpus, **kw)
     began = time.monotonic()
     code, out, err = _wait(box, container, _suite_budget(options))
-    report = _parse_suite(out)
-    if code is None or report is None:
+    suite = _suite_output(_parse_suite(out))
+    if code is None or suite is None:
         why = "the suite did not finish in time" if code is None else "the suite printed no report"
-        return {
-            "checks": [_failed("suite", why, err, time.monotonic() - began)],
-            "found": {},
-            "host": {},
-        }
-    return report
+        return SuiteOutput((_failed("suite", why, err, time.monotonic() - began),))
+    return suite
 
 
 def nccl_debug_rerun(
@@ -163,11 +171,13 @@ def nccl_debug_rerun(
         "ddp",
         environment={"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,NET"},
     )
-    ddp = next((c for c in report.get("checks", []) if c["name"] in ("ddp", "suite")), {})
-    return ddp.get("log_tail", "")
+    ddp = report.check("ddp") or report.check("suite")
+    return ddp.log_tail if ddp else ""
 
 
-def run_multinode(box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str) -> dict:
+def run_multinode(
+    box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str
+) -> SmokeCheck:
     """DDP across two containers on a user-defined network: node 0 is the master."""
     name = f"gpuimages-smoke-{box.run_id}"
     box.network(name)
@@ -202,32 +212,27 @@ def run_multinode(box: TrackedContainers, image_id: str, options: SmokeOptions, 
     duration = time.monotonic() - began
     per_node = []
     for rank, (code, out, err) in enumerate(results):
-        report = _parse_suite(out)
-        ddp = next((c for c in (report or {}).get("checks", []) if c["name"] == "ddp"), None)
+        report = _suite_output(_parse_suite(out))
+        ddp = report.check("ddp") if report else None
         if code is None or ddp is None:
             return _failed(
                 "multinode_ddp", f"node {rank} did not report (exit {code})", err, duration
             )
         per_node.append(ddp)
-    failed = [i for i, d in enumerate(per_node) if d["status"] != "passed"]
+    failed = [i for i, d in enumerate(per_node) if d.status != "passed"]
     if failed:
         first = per_node[failed[0]]
         return _failed(
-            "multinode_ddp",
-            f"node {failed[0]}: {first['reason']}",
-            first.get("log_tail", ""),
-            duration,
+            "multinode_ddp", f"node {failed[0]}: {first.reason}", first.log_tail, duration
         )
-    figures = dict(per_node[0].get("figures") or {})
-    figures["nodes"] = 2
-    return {
-        "name": "multinode_ddp",
-        "status": "passed",
-        "duration_s": round(duration, 2),
-        "reason": f"2 containers on network {name}: " + per_node[0]["reason"],
-        "figures": figures,
-        "log_tail": per_node[0].get("log_tail", ""),
-    }
+    return SmokeCheck(
+        "multinode_ddp",
+        "passed",
+        f"2 containers on network {name}: " + per_node[0].reason,
+        round(duration, 2),
+        {**per_node[0].figures, "nodes": 2},
+        per_node[0].log_tail,
+    )
 
 
 def _major_minor(version: str | None) -> str | None:
@@ -236,7 +241,7 @@ def _major_minor(version: str | None) -> str | None:
     return ".".join(version.split("+")[0].split(".")[:2])
 
 
-def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> dict:
+def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> SmokeCheck:
     """Truth in labels: image labels equal the variant's; what was found inside equals both."""
     problems = []
     for key, want in variant.labels().items():
@@ -259,14 +264,12 @@ def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> dict:
         want = variant.versions()[key]
         if value != want:
             problems.append(f"found {key} {value!r} inside, variant/labels say {want!r}")
-    return {
-        "name": "labels",
-        "status": "failed" if problems else "passed",
-        "reason": "; ".join(problems) or "labels equal the variant; found versions equal labels",
-        "duration_s": 0.0,
-        "figures": {"compared": sorted(seen)},
-        "log_tail": "",
-    }
+    return SmokeCheck(
+        "labels",
+        "failed" if problems else "passed",
+        "; ".join(problems) or "labels equal the variant; found versions equal labels",
+        figures={"compared": sorted(seen)},
+    )
 
 
 def smoke(
@@ -274,7 +277,7 @@ def smoke(
     options: SmokeOptions,
     *,
     client: docker.DockerClient | None = None,
-) -> dict:
+) -> SmokeReport:
     """Run every check against the image the variant's tag names; return the SmokeReport."""
     client = client or engine_client()
     try:
@@ -289,73 +292,24 @@ def smoke(
     started = time.monotonic()
     with tracked(client) as box:
         suite = run_suite(box, image.id, options, gpus)
-        checks = list(suite.get("checks", []))
-        ddp = next((c for c in checks if c["name"] == "ddp"), None)
-        if ddp and ddp["status"] == "failed" and not variant.is_cpu:
-            ddp["nccl_debug_log"] = nccl_debug_rerun(box, image.id, options, gpus)
-        checks.append(labels_check(variant, image.labels, suite.get("found") or {}))
+        checks = list(suite.checks)
+        ddp = suite.check("ddp")
+        if ddp and ddp.status == "failed" and not variant.is_cpu:
+            rerun = nccl_debug_rerun(box, image.id, options, gpus)
+            checks[checks.index(ddp)] = replace(ddp, nccl_debug_log=rerun)
+        checks.append(labels_check(variant, image.labels, suite.found))
         if options.multinode:
             checks.append(run_multinode(box, image.id, options, gpus))
-    failed = [c["name"] for c in checks if c["status"] == "failed"]
     with engine_errors("could not ask the Docker engine its version"):
         engine_version = client.version().get("Version")
-    return {
-        "schema": SCHEMA,
-        "variant": variant.as_dict(),
-        "tag": variant.tag,
-        "image_id": image.id,
-        "status": "failed" if failed else "passed",
-        "failed_checks": failed,
-        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "duration_s": round(time.monotonic() - started, 2),
-        "host": {
-            "docker": engine_version,
-            "gpus_requested": gpus,
-            "in_container": suite.get("host", {}),
-        },
-        "checks": checks,
-        "found": suite.get("found", {}),
-    }
-
-
-def write_reports(report: dict, path: Path) -> tuple[Path, Path]:
-    """The JSON report and a JUnit XML beside it (same stem) for CI test views."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    junit = path.with_suffix(".xml")
-    suite = ET.Element(
-        "testsuite",
-        name=f"smoke.{report['variant']['name']}",
-        tests=str(len(report["checks"])),
-        failures=str(sum(c["status"] == "failed" for c in report["checks"])),
-        skipped=str(sum(c["status"] == "skipped" for c in report["checks"])),
-        time=f"{report['duration_s']:.2f}",
+    return SmokeReport(
+        variant=variant.as_dict(),
+        image_id=image.id,
+        status="failed" if any(c.status == "failed" for c in checks) else "passed",
+        checks=tuple(checks),
+        tag=variant.tag,
+        created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        duration_s=round(time.monotonic() - started, 2),
+        host={"docker": engine_version, "gpus_requested": gpus, "in_container": suite.host},
+        found=suite.found,
     )
-    for check in report["checks"]:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"smoke.{report['variant']['name']}",
-            name=check["name"],
-            time=f"{check.get('duration_s', 0):.2f}",
-        )
-        if check["status"] == "failed":
-            ET.SubElement(case, "failure", message=check["reason"][:500]).text = check.get(
-                "log_tail", ""
-            )
-        elif check["status"] == "skipped":
-            ET.SubElement(case, "skipped", message=check["reason"][:500])
-        if check.get("figures"):
-            ET.SubElement(case, "system-out").text = json.dumps(check["figures"], sort_keys=True)
-    ET.ElementTree(suite).write(junit, encoding="utf-8", xml_declaration=True)
-    return path, junit
-
-
-def report_path(variant: Variant, report: str | None, count: int) -> Path:
-    """--report is a file for one image, a folder for several; default reports/smoke/."""
-    if report is None:
-        return REPORT_DIR / f"{variant.name}.json"
-    p = Path(report)
-    if count > 1 or p.is_dir() or not p.suffix:
-        return p / f"{variant.name}.json"
-    return p
