@@ -29,7 +29,7 @@ from gpuimages.engine import (
 from gpuimages.matrix import load_matrix
 from gpuimages.options import AXES
 from gpuimages.paths import BUILD_REPORT, DOCKERFILES, MATRIX, SMOKE_REPORTS, WHEELHOUSE, WORK_DIR
-from gpuimages.registry import RetryPolicy
+from gpuimages.registry import Registry, RetryPolicy
 from gpuimages.release import publish_release, registry_notes
 from gpuimages.render import render_all
 from gpuimages.select import Selection, warnings_for
@@ -158,8 +158,9 @@ def wheelhouse(c, selection: Selection, dest=str(WHEELHOUSE)):
 def tag(c, selection: Selection, registry=None, alias=None):
     """Tag built images with a registry prefix and/or opt-in aliases (--alias latest)."""
     m, variants = selection.variants()
+    target = Registry.choose(registry, m.registry)
     for v in variants:
-        for t in add_tags(v, registry=registry or m.registry, aliases=tuple(alias or ())):
+        for t in add_tags(v, registry=target, aliases=tuple(alias or ())):
             ui.console.print(f"tagged {t}")
 
 
@@ -218,7 +219,7 @@ def publish(
     """Push images whose smoke report passed for that exact image id; write a release manifest."""
     m, variants = selection.variants()
     policy = RetryPolicy.from_options(tries, backoff)
-    target = registry or m.registry
+    target = Registry.choose(registry, m.registry)
     outcome = publish_release(
         variants,
         registry=target,

@@ -15,18 +15,18 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 import docker
 import docker.errors
 
 from gpuimages.engine import DockerCli, engine_client, engine_errors
-from gpuimages.errors import CommandError, GpuImagesError, UserInputError
+from gpuimages.errors import CommandError, GpuImagesError
 from gpuimages.paths import ROOT, git_revision
 from gpuimages.runner import run
+from gpuimages.sources import PackageSources
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -35,69 +35,6 @@ MB = 1_000_000  # docker reports decimal megabytes
 BUDGET_SLACK = 1.20  # a build may exceed its size budget by 20% before it fails
 CONTEXT_PARTS = ("scripts/image", "scripts/smoke")
 BUILD_TIMEOUT_S = 3 * 3600
-
-
-@dataclass(frozen=True)
-class PackageSources:
-    """Where images get their base and packages: for proxies, mirrors and air gaps."""
-
-    base_image: str | None = None
-    builder_image: str | None = None
-    pip_index_url: str | None = None
-    wheelhouse: Path | None = None
-    ca_bundle: Path | None = None
-    apt_mirror: str | None = None
-    offline: bool = False
-
-    @classmethod
-    def merged(cls, matrix_sources: dict[str, object], **options: object) -> PackageSources:
-        """matrix.yaml's `sources`, overridden by the options given on the command line."""
-        values = {**matrix_sources, **{k: v for k, v in options.items() if v}}
-        for key in ("wheelhouse", "ca_bundle"):
-            if values.get(key):
-                values[key] = Path(str(values[key]))
-        return cls(**values)  # type: ignore[arg-type]
-
-    def on_base(self, image: str) -> PackageSources:
-        """The same sources with `image` as base and builder (e.g. the local Debian base)."""
-        return replace(self, base_image=image, builder_image=image)
-
-    def validate(self) -> None:
-        if self.pip_index_url:
-            parts = urlsplit(self.pip_index_url)
-            if parts.scheme not in ("http", "https", "file"):
-                raise UserInputError(
-                    f"--pip-index-url '{self.pip_index_url}' is not an http(s) URL."
-                )
-            if parts.username or parts.password:
-                raise UserInputError(
-                    "--pip-index-url carries credentials; build arguments are recorded in the "
-                    "image history, so gpuimages refuses them. Use a wheelhouse "
-                    "(--wheelhouse DIR) or a mirror that needs no credentials in the URL."
-                )
-        if self.wheelhouse is not None and not self.wheelhouse.is_dir():
-            raise UserInputError(f"--wheelhouse '{self.wheelhouse}' is not a directory.")
-        if self.offline and self.wheelhouse is None:
-            raise UserInputError("--offline installs only from a wheelhouse: add --wheelhouse DIR.")
-        if self.ca_bundle is not None and not self.ca_bundle.is_file():
-            raise UserInputError(f"--ca-bundle '{self.ca_bundle}' is not a file.")
-
-    def build_args(self, variant: Variant) -> dict[str, str]:
-        args: dict[str, str] = {}
-        if self.base_image:
-            args["BASE_IMAGE"] = self.base_image
-        builder = self.builder_image
-        if builder is None and self.base_image and variant.builder_image == variant.base_image:
-            builder = self.base_image
-        if builder:
-            args["BUILDER_IMAGE"] = builder
-        if self.pip_index_url:
-            args["PIP_INDEX_URL"] = self.pip_index_url
-        if self.offline:
-            args["GPUIMAGES_OFFLINE"] = "1"
-        if self.apt_mirror:
-            args["APT_MIRROR"] = self.apt_mirror
-        return args
 
 
 BuildStatus = Literal["built", "failed", "over-budget", "planned"]

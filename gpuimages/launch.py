@@ -486,8 +486,8 @@ def plan_from_options(
     matrix, (chosen,) = selection.variants()
     if horovod and not chosen.horovod:
         chosen = horovod_twin(matrix, chosen)
-    registry = registry or matrix.registry
-    image = Registry.parse(registry).tag_for(chosen) if registry else chosen.tag
+    target = Registry.choose(registry, matrix.registry)
+    image = target.tag_for(chosen) if target else chosen.tag
     return make_plan(
         chosen,
         image,

@@ -24,6 +24,8 @@ from gpuimages.compat import Compat, load_compat
 from gpuimages.errors import UserInputError, did_you_mean, one_of
 from gpuimages.options import AXES as AXIS_HELP
 from gpuimages.paths import MATRIX
+from gpuimages.registry import Registry
+from gpuimages.sources import SOURCE_KEYS, PackageSources
 from gpuimages.variant import Variant, VariantRequest, normalize_cuda, resolve
 from gpuimages.yamlio import load_yaml
 
@@ -33,15 +35,6 @@ TOP_KEYS = ("repository", "registry", "defaults", "axes", "include", "exclude", 
 AXES = tuple(AXIS_HELP)
 SETTINGS = ("torchvision", "size_budget_mb")  # per entry, never crossed
 ENTRY_KEYS = AXES + SETTINGS
-SOURCE_KEYS = (
-    "base_image",
-    "builder_image",
-    "pip_index_url",
-    "wheelhouse",
-    "ca_bundle",
-    "apt_mirror",
-    "offline",
-)
 DEFAULT_REPOSITORY = "gpuimages/pytorch"
 
 
@@ -49,9 +42,9 @@ DEFAULT_REPOSITORY = "gpuimages/pytorch"
 class Matrix:
     path: Path
     repository: str
-    registry: str | None
+    registry: Registry | None
     variants: tuple[Variant, ...]
-    sources: dict[str, Any] = field(default_factory=dict)
+    sources: PackageSources = field(default_factory=PackageSources)
 
     def by_name(self) -> dict[str, Variant]:
         return {v.name: v for v in self.variants}
@@ -166,12 +159,16 @@ def parse_matrix(raw: Any, path: Path, compat: Compat) -> Matrix:
         variants.append(variant)
 
     registry = top.get("registry")
+    try:
+        parsed = None if registry is None else Registry.parse(str(registry))
+    except UserInputError as exc:
+        raise UserInputError(f"{path}: registry: {exc}") from None
     return Matrix(
         path=path,
         repository=repository,
-        registry=None if registry is None else str(registry),
+        registry=parsed,
         variants=tuple(variants),
-        sources=dict(sources),
+        sources=PackageSources.parse(sources, f"{path}: sources"),
     )
 
 

@@ -93,7 +93,7 @@ def release_dir(root: Path, now: dt.datetime | None = None) -> Path:
 def publish_release(
     variants: Iterable[Variant],
     *,
-    registry: str | None,
+    registry: Registry | str | None,
     reports: Path = SMOKE_REPORTS,
     report: Path | None = None,
     release_root: Path = RELEASE_DIR,
@@ -115,7 +115,7 @@ def publish_release(
     policy = policy or RetryPolicy.from_env(env)
     started = False
     if registry:
-        target = Registry.parse(registry)
+        target = registry if isinstance(registry, Registry) else Registry.parse(registry)
     elif dry_run:
         target = Registry.parse(f"127.0.0.1:{local_port}")
     else:
