@@ -27,9 +27,10 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over the code, hadolint over every rendered Dockerfile."""
+    """ruff (lint and format) over the code, hadolint over every rendered Dockerfile."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
     dockerfiles = sorted(str(p) for p in Path("dockerfiles").glob("*/Dockerfile"))
     session.run("hadolint", *dockerfiles)
 

@@ -1,11 +1,13 @@
-"""invoke tasks: parse options, call gpuimages, print. `invoke --list`; `invoke --help TASK`."""
+"""invoke tasks: parse options, call gpuimages, print. `invoke --list`; `invoke --help TASK`.
+
+Every task gets its options' help from gpuimages/options.py; a selecting task's
+`selection` stands for the shared options (the variant axes, --all, --variant,
+--matrix), parsed once into a `Selection` (gpuimages/cli.py).
+"""
 
 from __future__ import annotations
 
 import json as jsonlib
-import shlex
-import sys
-from dataclasses import replace
 from pathlib import Path
 
 from invoke import task
@@ -15,84 +17,36 @@ from gpuimages import console as ui
 from gpuimages import container as containers
 from gpuimages import launch as launching
 from gpuimages.build import PackageSources, build_many, write_report
-from gpuimages.cli import guarded, request_from
+from gpuimages.cli import after_dashes, command, guarded
 from gpuimages.compat import load_compat
 from gpuimages.doctor import diagnose
-from gpuimages.engine import check_local_base, ensure_engine, ensure_local_base, find_docker_cli
-from gpuimages.errors import UserInputError
+from gpuimages.engine import (
+    check_local_base,
+    engine_client,
+    ensure_engine,
+    ensure_local_base,
+    find_docker_cli,
+)
 from gpuimages.matrix import load_matrix
-from gpuimages.publish import SMOKE_REPORTS, RetryPolicy, publish_release
+from gpuimages.options import AXES
+from gpuimages.paths import BUILD_REPORT, DOCKERFILES, MATRIX, SMOKE_REPORTS, WHEELHOUSE, WORK_DIR
+from gpuimages.registry import Registry, RetryPolicy
+from gpuimages.release import publish_release, registry_notes
 from gpuimages.render import render_all
-from gpuimages.select import select, warnings_for
-from gpuimages.smoke import SmokeOptions, report_path, write_reports
+from gpuimages.select import Selection, warnings_for
+from gpuimages.smoke import SmokeOptions
 from gpuimages.smoke import smoke as run_smoke
-from gpuimages.tagging import add_tags, registry_tag
+from gpuimages.smoke_report import report_path
+from gpuimages.tagging import add_tags
 from gpuimages.wheelhouse import download
 
-MATRIX = "matrix.yaml"
-DOCKERFILES = Path("dockerfiles")
-WORK_DIR = Path("build")
-BUILD_REPORT = "build/reports/build-report.json"
-
-VARIANT_HELP = {
-    "torch": "PyTorch release, e.g. 1.12.0",
-    "cuda": "CUDA major.minor (11.3, cu113) or 'cpu'",
-    "cudnn": "cuDNN major; default: the one the torch release ships with",
-    "flavor": "runtime (default) or devel",
-    "python": "Python major.minor; default: the OS's own when torch supports it",
-    "os": "e.g. ubuntu20.04, debian12; default: newest the CUDA image offers",
-    "horovod": "Horovod version to build in, e.g. 0.28.1; default: none",
-    "matrix": f"matrix file (default {MATRIX})",
-    "json": "print JSON instead of a table",
-    "all": "every variant of the matrix",
-    "variant": "a variant name from `invoke matrix`",
-    "dry_run": "print the plan (variants, tags, base images) and stop",
-    "check": "only compare; exit 1 naming the files that drifted",
-    "docker": "docker client to use (default: the first on PATH that can use BuildKit)",
-    "jobs": "build this many independent variants at once (default 1)",
-    "base_image": "base image instead of the variant's (a mirror or a local image)",
-    "builder_image": "image for the builder stage (default: as --base-image where it applies)",
-    "pip_index_url": "PyPI mirror for pip inside the build (no credentials in the URL)",
-    "wheelhouse": "directory of wheels bound into the build (see `invoke wheelhouse`)",
-    "ca_bundle": "CA bundle for a TLS proxy, handed in as a BuildKit secret (not a layer)",
-    "apt_mirror": "Debian/Ubuntu archive mirror URL for apt inside the build",
-    "offline": "pip installs only from --wheelhouse",
-    "local_base": "CPU variants: use a local debootstrap Debian base (no registry pull)",
-    "start_engine": "start a Docker engine (as root) when none answers",
-    "report": "report path (build: build/reports/build-report.json; smoke: reports/smoke/)",
-    "dest": "wheelhouse directory (default wheelhouse)",
-    "registry": "registry prefix HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry)",
-    "alias": "extra tag name in the same repository, e.g. latest (repeatable)",
-    "gpus": "GPUs for the containers: all, none, or 0,1 (default: none for CPU variants)",
-    "shm_size": "shared memory size, e.g. 8g (default: --ipc=host)",
-    "timeout": "seconds per check before it is killed and reported failed (default 300)",
-    "require_gpus": "fail (not skip) the GPU checks when fewer GPUs are visible",
-    "no_multinode": "skip the two-container multi-node DDP run",
-    "image": "a local image to use instead of a variant's (any name docker knows)",
-    "mount": "host directory mounted at /workspace, the working directory",
-    "ipc_host": "share the host's IPC namespace and /dev/shm (the default without --shm-size)",
-    "cmd": "the command as one shell string, instead of the words after --",
-    "require_gpu": "exit 1 when this host has no usable NVIDIA GPU",
-    "driver": "answer for a hypothetical host with this driver, e.g. 450.80.02 (no host checks)",
-    "gpu_arch": "GPU compute capability to judge against the wheels, e.g. sm_86 or 8.6",
-    "nodes": "number of nodes (machines)",
-    "gpus_per_node": "GPUs (processes) per node",
-    "master_addr": "address of node 0 that every node can reach",
-    "master_port": "TCP port of the rendezvous on node 0 (default 29500)",
-    "hosts": "every node's address, master first, e.g. 10.0.0.1,10.0.0.2 (Horovod's -H)",
-    "k8s": "write the Kubernetes manifest (PyTorchJob, or MPIJob with --horovod) into DIR",
-    "job_name": "Kubernetes job name (default from the variant)",
-}
-VARIANT_OPTIONS = ("torch", "cuda", "cudnn", "flavor", "python", "os", "horovod")
+DOCTOR_IMAGE = (
+    "also run `docker run --rm --gpus all IMAGE nvidia-smi` for real (exit 1 if it fails)"
+)
 
 
-def helps(*names: str) -> dict[str, str]:
-    return {n: VARIANT_HELP[n] for n in names}
-
-
-@task(auto_shortflags=False, help=helps("matrix", "json"))
-@guarded
-def matrix(c, matrix=MATRIX, json=False):
+@command()
+def matrix(c, matrix=str(MATRIX), json=False):
     """List the resolved variants of the matrix (JSON for CI fan-out)."""
     m = load_matrix(matrix)
     if json:
@@ -102,28 +56,10 @@ def matrix(c, matrix=MATRIX, json=False):
         ui.console.print(ui.variants_table(m.variants, title=title))
 
 
-@task(auto_shortflags=False, help=helps(*VARIANT_OPTIONS, "matrix", "json"))
-@guarded
-def check(
-    c,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    horovod=None,
-    matrix=MATRIX,
-    json=False,
-):
+@command(selects="request")
+def check(c, selection: Selection, json=False):
     """Is this combination supported? Exit 0 with the resolved variant, or 2 with the reason."""
-    request = request_from(torch, cuda, cudnn, flavor, python, os, horovod)
-    if request is None:
-        raise Exit("error: give at least --torch and --cuda (see `invoke --help check`).", code=2)
-    repository = load_matrix(matrix).repository if Path(matrix).exists() else "gpuimages/pytorch"
-    from gpuimages.select import check as check_request
-
-    variant = check_request(request, load_compat(), repository)
+    variant = selection.checked()
     if json:
         print(
             jsonlib.dumps(
@@ -135,9 +71,8 @@ def check(
         ui.console.print(f"supported: {variant.tag}")
 
 
-@task(auto_shortflags=False, help=helps("check", "matrix"))
-@guarded
-def render(c, check=False, matrix=MATRIX):
+@command()
+def render(c, check=False, matrix=str(MATRIX)):
     """Write dockerfiles/<variant>/Dockerfile from templates/ and the matrix."""
     m = load_matrix(matrix)
     result = render_all(m.variants, DOCKERFILES, check=check, matrix_path=str(matrix))
@@ -157,49 +92,10 @@ def render(c, check=False, matrix=MATRIX):
     )
 
 
-def _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod):
-    m = load_matrix(matrix)
-    names = tuple(variant) if isinstance(variant, list) else ((variant,) if variant else ())
-    request = request_from(torch, cuda, cudnn, flavor, python, os, horovod)
-    return m, select(m, load_compat(), all_variants=all, names=names, request=request)
-
-
-@task(
-    auto_shortflags=False,
-    iterable=["variant"],
-    help=helps(
-        *VARIANT_OPTIONS,
-        "all",
-        "variant",
-        "matrix",
-        "dry_run",
-        "docker",
-        "jobs",
-        "base_image",
-        "builder_image",
-        "pip_index_url",
-        "wheelhouse",
-        "ca_bundle",
-        "apt_mirror",
-        "offline",
-        "local_base",
-        "start_engine",
-        "report",
-    ),
-)
-@guarded
+@command(selects="many")
 def build(
     c,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    horovod=None,
-    all=False,
-    variant=None,
-    matrix=MATRIX,
+    selection: Selection,
     dry_run=False,
     docker=None,
     jobs=1,
@@ -212,10 +108,10 @@ def build(
     offline=False,
     local_base=False,
     start_engine=False,
-    report=BUILD_REPORT,
+    report=str(BUILD_REPORT),
 ):
     """Build images: `invoke build --torch 1.12.0 --cuda 11.3`, `--all`, or `--variant NAME`."""
-    m, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod)
+    m, variants = selection.variants()
     sources = PackageSources.merged(
         m.sources,
         base_image=base_image,
@@ -236,8 +132,7 @@ def build(
     cli = find_docker_cli(docker)
     ensure_engine(cli, start=start_engine or local_base)
     if local_base:
-        base = ensure_local_base(cli)
-        sources = replace(sources, base_image=base, builder_image=base)
+        sources = sources.on_base(ensure_local_base(cli))
     with ui.BuildProgress([v.name for v in variants]) as progress:
         results = build_many(
             variants,
@@ -249,103 +144,35 @@ def build(
             on_line=lambda v, line: progress.line(v.name, line),
             on_done=lambda r: progress.done(r.variant.name, r.status),
         )
-    path = write_report(results, Path(report))
-    ui.console.print(ui.build_table(results))
-    for r in results:
-        if r.ok:
-            ui.console.print(f"image {r.tags[0]} ({r.image_id})")
-        else:
-            ui.err_console.print(f"{r.variant.name}: {r.error}", style="red", markup=False)
-    ui.console.print(f"report: {path}")
+    ui.print_builds(results, write_report(results, Path(report)))
     failed = [r.variant.name for r in results if not r.ok]
     if failed:
         raise Exit(f"error: {len(failed)} build(s) failed: {', '.join(failed)}", code=1)
 
 
-@task(
-    auto_shortflags=False,
-    iterable=["variant"],
-    help=helps(*VARIANT_OPTIONS, "all", "variant", "matrix", "dest"),
-)
-@guarded
-def wheelhouse(
-    c,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    horovod=None,
-    all=False,
-    variant=None,
-    matrix=MATRIX,
-    dest="wheelhouse",
-):
+@command(selects="many")
+def wheelhouse(c, selection: Selection, dest=str(WHEELHOUSE)):
     """Download the wheels a variant installs into DEST, for `build --wheelhouse --offline`."""
-    _, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod)
+    _, variants = selection.variants()
     for v in variants:
         download(v, Path(dest), log_dir=WORK_DIR / "logs")
     ui.console.print(f"wheelhouse: {Path(dest).resolve()}")
 
 
-@task(
-    auto_shortflags=False,
-    iterable=["variant", "alias"],
-    help=helps(*VARIANT_OPTIONS, "all", "variant", "matrix", "registry", "alias"),
-)
-@guarded
-def tag(
-    c,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    horovod=None,
-    all=False,
-    variant=None,
-    matrix=MATRIX,
-    registry=None,
-    alias=None,
-):
+@command(selects="many", iterable=["alias"])
+def tag(c, selection: Selection, registry=None, alias=None):
     """Tag built images with a registry prefix and/or opt-in aliases (--alias latest)."""
-    m, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod)
+    m, variants = selection.variants()
+    target = Registry.choose(registry, m.registry)
     for v in variants:
-        for t in add_tags(v, registry=registry or m.registry, aliases=tuple(alias or ())):
+        for t in add_tags(v, registry=target, aliases=tuple(alias or ())):
             ui.console.print(f"tagged {t}")
 
 
-@task(
-    auto_shortflags=False,
-    iterable=["variant"],
-    help=helps(
-        *VARIANT_OPTIONS,
-        "all",
-        "variant",
-        "matrix",
-        "gpus",
-        "shm_size",
-        "timeout",
-        "require_gpus",
-        "no_multinode",
-        "report",
-    ),
-)
-@guarded
+@command(selects="many")
 def smoke(
     c,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    horovod=None,
-    all=False,
-    variant=None,
-    matrix=MATRIX,
+    selection: Selection,
     gpus=None,
     shm_size=None,
     timeout=300,
@@ -354,157 +181,76 @@ def smoke(
     report=None,
 ):
     """Smoke-test built images (nvidia-smi, CUDA, DDP, multi-node, Horovod); JSON + JUnit."""
-    _, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod)
-    options = SmokeOptions(
+    _, variants = selection.variants()
+    options = SmokeOptions.from_options(
         gpus=gpus,
         shm_size=shm_size,
-        timeout_s=int(timeout),
-        require_gpus=None if require_gpus is None else int(require_gpus),
+        timeout=timeout,
+        require_gpus=require_gpus,
         multinode=not no_multinode,
     )
     failed = []
     for v in variants:
         ui.console.print(f"smoke-testing {v.tag} ...")
         result = run_smoke(v, options)
-        path, junit = write_reports(result, report_path(v, report, len(variants)))
+        path, junit = result.write(report_path(v, report, len(variants)))
         ui.console.print(ui.smoke_table(result))
         ui.console.print(f"report: {path}  junit: {junit}")
-        if result["status"] != "passed":
+        if result.status != "passed":
             failed.append(v.name)
     if failed:
         raise Exit(f"error: smoke tests failed for: {', '.join(failed)}", code=1)
 
 
-# --- publish (issue 6): push smoke-tested images, write the release manifest ----------
-
-
-VARIANT_HELP.update(
-    {
-        "reports": f"folder of smoke reports, <variant name>.json each (default {SMOKE_REPORTS})",
-        "tries": "attempts per push/verify on transient registry errors (default 4)",
-        "backoff": "seconds before the first retry, doubled each time (default 1)",
-    }
+@command(
+    selects="many",
+    help={
+        "registry": "HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry, else a local "
+        "registry this task starts on 127.0.0.1:5000)",
+        "dry_run": "check the smoke gate and show what would be pushed where; push nothing",
+        "report": "the smoke report of the one image published (as `invoke smoke --report`)",
+    },
 )
-PUBLISH_HELP = {
-    **helps(*VARIANT_OPTIONS, "all", "variant", "matrix", "reports", "dry_run", "tries", "backoff"),
-    "registry": "HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry, else a local "
-    "registry this task starts on 127.0.0.1:5000)",
-    "dry_run": "check the smoke gate and show what would be pushed where; push nothing",
-}
-
-
-@task(auto_shortflags=False, iterable=["variant"], help=PUBLISH_HELP)
-@guarded
 def publish(
     c,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    horovod=None,
-    all=False,
-    variant=None,
-    matrix=MATRIX,
+    selection: Selection,
     registry=None,
     reports=str(SMOKE_REPORTS),
+    report=None,
     dry_run=False,
     tries=None,
     backoff=None,
 ):
     """Push images whose smoke report passed for that exact image id; write a release manifest."""
-    m, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod)
-    try:
-        policy = RetryPolicy.from_env(
-            tries=None if tries is None else int(tries),
-            backoff_s=None if backoff is None else float(backoff),
-        )
-    except ValueError:
-        raise Exit(
-            "error: --tries takes a whole number, --backoff a number of seconds.", 2
-        ) from None
+    m, variants = selection.variants()
+    policy = RetryPolicy.from_options(tries, backoff)
+    target = Registry.choose(registry, m.registry)
     outcome = publish_release(
         variants,
-        registry=registry or m.registry,
+        registry=target,
         reports=Path(reports),
+        report=Path(report) if report else None,
         dry_run=dry_run,
         policy=policy,
     )
-    if dry_run and not (registry or m.registry):
-        ui.console.print(
-            "no registry configured: a real run starts a local registry on 127.0.0.1:5000"
-        )
-    if outcome.started_local_registry:
-        ui.console.print(
-            f"no registry configured (--registry, or `registry:` in {matrix}): started a local "
-            f"registry at {outcome.registry.url} (scripts/start-registry.sh)"
-        )
-    ui.console.print(ui.publish_table(outcome, dry_run))
-    for r in outcome.not_published:
-        ui.err_console.print(
-            f"{r.status} {r.variant.name}: {r.reason}", style="red", markup=False, soft_wrap=True
-        )
-    if outcome.manifest_md:
-        ui.console.print(f"release notes: {outcome.manifest_md}")
-    if outcome.manifest_json:
-        ui.console.print(f"release manifest: {outcome.manifest_json}", soft_wrap=True)
+    notes = registry_notes(outcome, configured=bool(target), dry_run=dry_run, matrix=m.path)
+    ui.print_publish(outcome, dry_run, notes)
     if outcome.not_published:
         names = ", ".join(r.variant.name for r in outcome.not_published)
         total = len(outcome.results)
         raise Exit(f"error: {len(outcome.not_published)} of {total} not published: {names}", 1)
 
 
-# --- host doctor, run helper, multi-node launch (issue 7) -------------------------------
-
-
-DOCTOR_HELP = {
-    **helps(*VARIANT_OPTIONS, "variant", "matrix", "json", "driver", "gpu_arch", "require_gpu"),
-    "image": "also run `docker run --rm --gpus all IMAGE nvidia-smi` for real (exit 1 if it fails)",
-}
-RUN_HELP = {
-    **helps(*VARIANT_OPTIONS, "variant", "matrix", "image", "gpus", "mount", "shm_size"),
-    **helps("ipc_host", "cmd"),
-    "dry_run": "print the equivalent `docker run` line and nothing else; start nothing",
-}
-LAUNCH_OPTIONS = ("torch", "cuda", "cudnn", "flavor", "python", "os")
-LAUNCH_HELP = {
-    **helps(*LAUNCH_OPTIONS, "variant", "matrix", "nodes", "gpus_per_node", "master_addr"),
-    **helps("master_port", "hosts", "k8s", "job_name", "mount", "shm_size", "registry"),
-    "horovod": "Horovod job: horovodrun/mpirun and an MPIJob (the variant's Horovod image)",
-}
-
-
-def _after_dashes(c) -> list[str]:
-    """The words after `--` as the shell passed them (invoke's remainder re-joins them)."""
-    if "--" in sys.argv:
-        return sys.argv[sys.argv.index("--") + 1 :]
-    return shlex.split(c.remainder) if c.remainder else []
-
-
-@task(name="doctor", auto_shortflags=False, iterable=["variant"], help=DOCTOR_HELP)
-@guarded
+@command(
+    name="doctor",
+    selects="everything",
+    help={"image": DOCTOR_IMAGE},
+)
 def doctor_task(
-    c,
-    json=False,
-    driver=None,
-    gpu_arch=None,
-    image=None,
-    require_gpu=False,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    horovod=None,
-    variant=None,
-    matrix=MATRIX,
+    c, selection: Selection, json=False, driver=None, gpu_arch=None, image=None, require_gpu=False
 ):
     """Is this host ready for the images, and which variants can its driver (or --driver) run?"""
-    chosen = bool(variant) or any((torch, cuda, cudnn, flavor, python, os, horovod))
-    args = (variant, torch, cuda, cudnn, flavor, python, os, horovod)
-    _, variants = _selected(matrix, not chosen, *args)
+    _, variants = selection.variants()
     report = diagnose(
         variants,
         load_compat(),
@@ -521,20 +267,15 @@ def doctor_task(
         raise Exit(code=report.exit_code)
 
 
-@task(name="run", auto_shortflags=False, help=RUN_HELP)
-@guarded
+@command(
+    name="run",
+    selects="one",
+    help={"dry_run": "print the equivalent `docker run` line and nothing else; start nothing"},
+)
 def run_task(
     c,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    horovod=None,
-    variant=None,
+    selection: Selection,
     image=None,
-    matrix=MATRIX,
     gpus=None,
     mount=None,
     shm_size=None,
@@ -543,20 +284,12 @@ def run_task(
     cmd=None,
 ):
     """Run a command in a variant's image: `invoke run --variant NAME -- python train.py`."""
-    command = containers.split_command(cmd, _after_dashes(c))
-    chosen = None
-    if image:
-        if variant or any((torch, cuda, cudnn, flavor, python, os, horovod)):
-            raise UserInputError("Give either --image or a variant (--variant/--torch ...).")
-        default_gpus = "all"
-    else:
-        args = (variant, torch, cuda, cudnn, flavor, python, os, horovod)
-        chosen = _selected(matrix, False, *args)[1][0]
-        image, default_gpus = chosen.tag, "none" if chosen.is_cpu else "all"
+    command = containers.split_command(cmd, after_dashes(c))
+    target = containers.run_target(selection, image)
     spec = containers.make_spec(
-        image,
+        target.image,
         command,
-        gpus=containers.parse_gpus(gpus, default_gpus),
+        gpus=containers.parse_gpus(gpus, target.default_gpus),
         mount=mount,
         shm_size=shm_size,
         ipc_host=ipc_host,
@@ -564,19 +297,24 @@ def run_task(
     if dry_run:
         print(spec.docker_line())
         return
-    client = containers.engine_client()
-    if chosen is not None:
-        containers.local_image(chosen, client)
+    client = engine_client()
+    if target.variant is not None:
+        containers.local_image(target.variant, client)
     ui.err_console.print(f"$ {spec.docker_line()}", markup=False, soft_wrap=True)
     code = containers.run(spec, client, on_line=lambda line: print(line, flush=True))
     if code:
         raise Exit(code=code)
 
 
-@task(name="launch", auto_shortflags=False, help=LAUNCH_HELP)
-@guarded
+@command(
+    name="launch",
+    selects="one",
+    axes=[a for a in AXES if a != "horovod"],  # --horovod here asks for a Horovod job
+    help={"horovod": "Horovod job: horovodrun/mpirun and an MPIJob (the variant's Horovod image)"},
+)
 def launch_task(
     c,
+    selection: Selection,
     nodes=None,
     gpus_per_node=None,
     master_addr=None,
@@ -588,46 +326,18 @@ def launch_task(
     mount=None,
     shm_size=None,
     registry=None,
-    torch=None,
-    cuda=None,
-    cudnn=None,
-    flavor=None,
-    python=None,
-    os=None,
-    variant=None,
-    matrix=MATRIX,
 ):
     """Per-node commands (torchrun, or horovodrun/mpirun) and --k8s manifests for one job."""
-    missing = [
-        f"--{n}"
-        for n, v in (
-            ("nodes", nodes),
-            ("gpus-per-node", gpus_per_node),
-            ("master-addr", master_addr),
-        )
-        if v is None
-    ]
-    if missing:
-        raise UserInputError(
-            f"{', '.join(missing)} missing: e.g. invoke launch --variant NAME --nodes 2 "
-            "--gpus-per-node 8 --master-addr 10.0.0.1 -- train.py"
-        )
-    args = (variant, torch, cuda, cudnn, flavor, python, os, None)
-    m, (chosen,) = _selected(matrix, False, *args)
-    if horovod and not chosen.horovod:
-        chosen = launching.horovod_twin(m, chosen)
-    registry = registry or m.registry
-    image = registry_tag(chosen, registry) if registry else chosen.tag
-    plan = launching.make_plan(
-        chosen,
-        image,
+    plan = launching.plan_from_options(
+        selection,
         nodes=nodes,
         gpus_per_node=gpus_per_node,
         master_addr=master_addr,
         master_port=master_port,
-        script=tuple(_after_dashes(c)),
-        hosts=tuple(h.strip() for h in hosts.split(",")) if hosts else (),
         horovod=horovod,
+        hosts=hosts,
+        registry=registry,
+        script=tuple(after_dashes(c)),
         job_name=job_name,
         mount=mount,
         shm_size=shm_size,
@@ -655,9 +365,8 @@ def launch_task(
         "write": "update the generated block of compat.yaml (default: print the diff only)",
     },
 )
-@guarded
 def compat_task(c, action, index=None, pypi=None, write=False):
     """`invoke compat sync [--index URL] [--write]`: release facts against the indexes."""
     from gpuimages import compatsync
 
-    print(compatsync.run_cli(action, index=index, pypi=pypi, write=write))
+    guarded(lambda: print(compatsync.run_cli(action, index=index, pypi=pypi, write=write)))()

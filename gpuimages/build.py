@@ -19,14 +19,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Literal
 
 import docker
 import docker.errors
 
-from gpuimages.engine import ROOT, DockerCli
-from gpuimages.errors import CommandError, GpuImagesError, UserInputError
-from gpuimages.runner import capture, run
+from gpuimages.engine import DockerCli, engine_client, engine_errors
+from gpuimages.errors import CommandError, GpuImagesError
+from gpuimages.paths import ROOT, git_revision
+from gpuimages.runner import run
+from gpuimages.sources import PackageSources
 from gpuimages.variant import Variant
 from gpuimages.wheelcheck import refuse_missing
 
@@ -38,69 +40,13 @@ CONTEXT_PARTS = ("scripts/image", "scripts/smoke")
 BUILD_TIMEOUT_S = 3 * 3600
 
 
-@dataclass(frozen=True)
-class PackageSources:
-    """Where images get their base and packages: for proxies, mirrors and air gaps."""
-
-    base_image: str | None = None
-    builder_image: str | None = None
-    pip_index_url: str | None = None
-    wheelhouse: Path | None = None
-    ca_bundle: Path | None = None
-    apt_mirror: str | None = None
-    offline: bool = False
-
-    @classmethod
-    def merged(cls, matrix_sources: dict[str, object], **options: object) -> PackageSources:
-        """matrix.yaml's `sources`, overridden by the options given on the command line."""
-        values = {**matrix_sources, **{k: v for k, v in options.items() if v}}
-        for key in ("wheelhouse", "ca_bundle"):
-            if values.get(key):
-                values[key] = Path(str(values[key]))
-        return cls(**values)  # type: ignore[arg-type]
-
-    def validate(self) -> None:
-        if self.pip_index_url:
-            parts = urlsplit(self.pip_index_url)
-            if parts.scheme not in ("http", "https", "file"):
-                raise UserInputError(
-                    f"--pip-index-url '{self.pip_index_url}' is not an http(s) URL."
-                )
-            if parts.username or parts.password:
-                raise UserInputError(
-                    "--pip-index-url carries credentials; build arguments are recorded in the "
-                    "image history, so gpuimages refuses them. Use a wheelhouse "
-                    "(--wheelhouse DIR) or a mirror that needs no credentials in the URL."
-                )
-        if self.wheelhouse is not None and not self.wheelhouse.is_dir():
-            raise UserInputError(f"--wheelhouse '{self.wheelhouse}' is not a directory.")
-        if self.offline and self.wheelhouse is None:
-            raise UserInputError("--offline installs only from a wheelhouse: add --wheelhouse DIR.")
-        if self.ca_bundle is not None and not self.ca_bundle.is_file():
-            raise UserInputError(f"--ca-bundle '{self.ca_bundle}' is not a file.")
-
-    def build_args(self, variant: Variant) -> dict[str, str]:
-        args: dict[str, str] = {}
-        if self.base_image:
-            args["BASE_IMAGE"] = self.base_image
-        builder = self.builder_image
-        if builder is None and self.base_image and variant.builder_image == variant.base_image:
-            builder = self.base_image
-        if builder:
-            args["BUILDER_IMAGE"] = builder
-        if self.pip_index_url:
-            args["PIP_INDEX_URL"] = self.pip_index_url
-        if self.offline:
-            args["GPUIMAGES_OFFLINE"] = "1"
-        if self.apt_mirror:
-            args["APT_MIRROR"] = self.apt_mirror
-        return args
+BuildStatus = Literal["built", "failed", "over-budget", "planned"]
 
 
 @dataclass
 class BuildResult:
     variant: Variant
-    status: str  # built | failed | over-budget | planned
+    status: BuildStatus
     image_id: str | None = None
     tags: list[str] = field(default_factory=list)
     size_bytes: int | None = None
@@ -120,13 +66,6 @@ class BuildResult:
         d["log_path"] = str(self.log_path) if self.log_path else None
         d["size_mb"] = round(self.size_bytes / MB, 1) if self.size_bytes else None
         return d
-
-
-def git_revision(root: Path = ROOT) -> str | None:
-    try:
-        return capture(["git", "-C", str(root), "rev-parse", "HEAD"], timeout=10).strip()
-    except GpuImagesError:
-        return None
 
 
 def build_labels(variant: Variant, revision: str | None) -> dict[str, str]:
@@ -292,10 +231,11 @@ def build_one(
         return result
     result.duration_s = time.monotonic() - start
     image_id = iidfile.read_text().strip()
-    image = client.images.get(image_id)
-    result.image_id = image_id
-    result.size_bytes = int(image.attrs["Size"])
-    result.layers = layer_breakdown(client, image_id)
+    with engine_errors(f"build of {variant.name} finished, but its image {image_id[:19]}"):
+        image = client.images.get(image_id)
+        result.image_id = image_id
+        result.size_bytes = int(image.attrs["Size"])
+        result.layers = layer_breakdown(client, image_id)
 
     budget = variant.size_budget_mb
     if budget and result.size_bytes > budget * MB * BUDGET_SLACK:
@@ -307,7 +247,8 @@ def build_one(
         )
         _untag(client, variant.tag)
         return result
-    image.tag(*variant.tag.rsplit(":", 1))
+    with engine_errors(f"could not tag image {image_id[:19]} as {variant.tag}"):
+        image.tag(*variant.tag.rsplit(":", 1))
     result.tags = [variant.tag]
     result.status = "built"
     return result
@@ -330,7 +271,7 @@ def build_many(
         # An offline build would only fail minutes in, at pip: name the missing wheel now.
         for variant in variants:
             refuse_missing(variant, str(sources.wheelhouse))
-    client = docker.from_env(timeout=600)
+    client = engine_client()
     revision = git_revision()
 
     def one(variant: Variant) -> BuildResult:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from gpuimages.smoke_report import SmokeReport
 from gpuimages.variant import Variant
 
 # Piped output (CI logs) gets a wide fixed width instead of rich's 80-column default.
@@ -95,18 +96,28 @@ def build_table(results: list) -> Table:
     return table
 
 
-def smoke_table(report: dict) -> Table:
-    table = Table(title=f"Smoke: {report['tag']} ({report['status']})", title_justify="left")
+def print_builds(results: list, report: object) -> None:
+    console.print(build_table(results))
+    for r in results:
+        if r.ok:
+            console.print(f"image {r.tags[0]} ({r.image_id})")
+        else:
+            err_console.print(f"{r.variant.name}: {r.error}", style="red", markup=False)
+    console.print(f"report: {report}")
+
+
+def smoke_table(report: SmokeReport) -> Table:
+    table = Table(title=f"Smoke: {report.tag} ({report.status})", title_justify="left")
     for col in ("check", "status", "seconds", "reason"):
         table.add_column(col, overflow="fold")
     colors = {"passed": "green", "failed": "red", "skipped": "yellow"}
-    for check in report["checks"]:
-        color = colors.get(check["status"], "white")
+    for check in report.checks:
+        color = colors[check.status]
         table.add_row(
-            check["name"],
-            f"[{color}]{check['status']}[/{color}]",
-            f"{check.get('duration_s', 0):.1f}",
-            check.get("reason", ""),
+            check.name,
+            f"[{color}]{check.status}[/{color}]",
+            f"{check.duration_s:.1f}",
+            check.reason,
         )
     return table
 
@@ -207,3 +218,17 @@ def publish_table(outcome, dry_run: bool) -> Table:
             str(r.report_path or "-"),
         )
     return table
+
+
+def print_publish(outcome, dry_run: bool, notes: Iterable[str] = ()) -> None:
+    for note in notes:
+        console.print(note)
+    console.print(publish_table(outcome, dry_run))
+    for r in outcome.not_published:
+        err_console.print(
+            f"{r.status} {r.variant.name}: {r.reason}", style="red", markup=False, soft_wrap=True
+        )
+    if outcome.manifest_md:
+        console.print(f"release notes: {outcome.manifest_md}")
+    if outcome.manifest_json:
+        console.print(f"release manifest: {outcome.manifest_json}", soft_wrap=True)

@@ -4,6 +4,10 @@
 equivalent `docker run` command line (what users copy into scripts), `run()` starts the
 same container with the docker SDK and streams its output. Engine errors that mean "this
 host cannot hand GPUs to containers" become one plain paragraph with the fix.
+
+`tracked()` is the one container lifecycle every caller uses (run, smoke, doctor, the
+release manifest): create -> track -> start -> wait -> logs, and removal in `finally`,
+on failure and Ctrl-C too.
 """
 
 from __future__ import annotations
@@ -11,16 +15,23 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
 import requests.exceptions
+from docker.models.containers import Container
+from docker.models.networks import Network
 from docker.types import DeviceRequest
 
+from gpuimages.engine import SDK_ERRORS, engine_errors, sdk_message
 from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.select import Selection
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -110,6 +121,25 @@ class RunSpec:
         return {k: v for k, v in kwargs.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class RunTarget:
+    """What `invoke run` starts: an image, its default --gpus, the variant if one was named."""
+
+    image: str
+    default_gpus: str
+    variant: Variant | None = None
+
+
+def run_target(selection: Selection, image: str | None) -> RunTarget:
+    """--image IMAGE (any name docker knows) or a selected variant's tag, not both."""
+    if image:
+        if selection.chosen:
+            raise UserInputError("Give either --image or a variant (--variant/--torch ...).")
+        return RunTarget(image, "all")
+    _, (variant,) = selection.variants()
+    return RunTarget(variant.tag, "none" if variant.is_cpu else "all", variant)
+
+
 def parse_gpus(value: str | None, default: str) -> str:
     """--gpus all | none | 0,1 | GPU-<uuid>,...: normalized, or UserInputError."""
     text = (value if value is not None else default).strip()
@@ -176,19 +206,6 @@ def split_command(cmd: str | None, remainder: list[str] | None) -> tuple[str, ..
     return tuple(remainder or ())
 
 
-def engine_client(timeout: int = 600) -> docker.DockerClient:
-    """A docker SDK client for an engine that answers, or one paragraph saying what to do."""
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise GpuImagesError(
-            f"No Docker engine answers ({exc}). Start one (sudo systemctl start docker, or as "
-            "root: bash scripts/start-docker.sh); `invoke doctor` checks the whole host."
-        ) from None
-    return client
-
-
 def local_image(variant: Variant, client: docker.DockerClient) -> str:
     """The variant's tag when that image is on this host; else refuse with the build command."""
     try:
@@ -219,13 +236,118 @@ def explain_start_error(text: str, image: str = "IMAGE") -> tuple[str, str] | No
     return None
 
 
-def start_error(exc: docker.errors.APIError, image: str) -> GpuImagesError:
-    text = str(exc.explanation or exc)
-    known = explain_start_error(text, image)
-    if known:
-        message, fix = known
-        return GpuImagesError(f"{message}\n{fix}")
-    return GpuImagesError(f"could not start a container from {image}: {text}")
+class ImageMissingError(UserInputError):
+    """The image to start a container from is not on this host."""
+
+    def __init__(self, image: str) -> None:
+        super().__init__(f"image {image} is not on this host.")
+        self.image = image
+
+
+class ContainerStartError(GpuImagesError):
+    """The engine would not create or start a container; `known` explains GPU refusals."""
+
+    def __init__(self, image: str, text: str) -> None:
+        self.image, self.text = image, text
+        self.known = explain_start_error(text, image)
+        if self.known:
+            super().__init__(f"{self.known[0]}\n{self.known[1]}")
+        else:
+            super().__init__(f"could not start a container from {image}: {text}")
+
+
+class TrackedContainers:
+    """Containers and networks one run creates, so that all of them are removed."""
+
+    def __init__(
+        self, client: docker.DockerClient, labels: Mapping[str, str] | None = None
+    ) -> None:
+        self.client = client
+        self.run_id = uuid.uuid4().hex[:10]
+        self.labels = {k: v.format(run_id=self.run_id) for k, v in (labels or {}).items()}
+        self.containers: list[Container] = []
+        self.networks: list[Network] = []
+
+    def start(self, image: str, command: list[str] | tuple[str, ...], **kwargs: Any) -> Container:
+        """Create, track, then start: a container whose start fails is still removed."""
+        try:
+            container = self.client.containers.create(
+                image, list(command), labels=self.labels, **kwargs
+            )
+        except docker.errors.ImageNotFound:
+            raise ImageMissingError(image) from None
+        except SDK_ERRORS as exc:
+            raise ContainerStartError(image, sdk_message(exc)) from None
+        self.containers.append(container)
+        try:
+            container.start()
+        except SDK_ERRORS as exc:
+            raise ContainerStartError(image, sdk_message(exc)) from None
+        return container
+
+    def network(self, name: str) -> Network:
+        with engine_errors(f"could not create network {name}"):
+            net = self.client.networks.create(name, driver="bridge", labels=self.labels)
+        self.networks.append(net)
+        return net
+
+    def wait(self, container: Container, timeout: float | None = None) -> int | None:
+        """The exit code; None when it ran past timeout (then it is killed)."""
+        try:
+            return int(container.wait(timeout=timeout).get("StatusCode", -1))
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            try:
+                container.kill()
+            except SDK_ERRORS as exc:
+                log.debug("could not kill container %s: %s", container.short_id, exc)
+            return None
+
+    def logs(self, container: Container, *, stdout: bool = True, stderr: bool = True) -> str:
+        with engine_errors(f"could not read the output of container {container.short_id}"):
+            return container.logs(stdout=stdout, stderr=stderr).decode(errors="replace")
+
+    def stream(self, container: Container, on_line: Callable[[str], None]) -> None:
+        """Follow the container's output line by line until it exits."""
+        pending = ""
+        with engine_errors(f"lost the output of container {container.short_id}"):
+            for chunk in container.logs(stream=True, follow=True):
+                pending += chunk.decode(errors="replace")
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    on_line(line)
+        if pending:
+            on_line(pending)
+
+    def remove_all(self) -> None:
+        for container in self.containers:
+            try:
+                container.remove(force=True)
+            except SDK_ERRORS as exc:
+                log.warning("could not remove container %s: %s", container.short_id, exc)
+        for net in self.networks:
+            try:
+                net.remove()
+            except SDK_ERRORS as exc:
+                log.warning("could not remove network %s: %s", net.name, exc)
+
+
+@contextmanager
+def tracked(
+    client: docker.DockerClient,
+    labels: Mapping[str, str] | None = None,
+    *,
+    remove: bool = True,
+) -> Iterator[TrackedContainers]:
+    """A TrackedContainers whose containers and networks are removed when the block ends.
+
+    Label values may say `{run_id}`: one id per block, to find what one run created.
+    """
+    box = TrackedContainers(client, labels)
+    try:
+        yield box
+    finally:
+        if remove:
+            box.remove_all()
 
 
 def run(
@@ -235,33 +357,12 @@ def run(
 ) -> int:
     """Start the container, stream its output line by line, return its exit code.
 
-    The container is created, then started, and removed afterwards whatever happens
-    (failed start, Ctrl-C); that is what `--rm` means in the printed line.
+    Removed afterwards whatever happens (failed start, Ctrl-C): what `--rm` means in the
+    printed line.
     """
     log.debug("run: %s", spec.docker_line())
-    try:
-        container = client.containers.create(spec.image, list(spec.command), **spec.create_kwargs())
-    except docker.errors.ImageNotFound:
-        raise UserInputError(f"image {spec.image} is not on this host.") from None
-    except docker.errors.APIError as exc:
-        raise start_error(exc, spec.image) from None
-    try:
-        try:
-            container.start()
-        except docker.errors.APIError as exc:
-            raise start_error(exc, spec.image) from None
-        pending = ""
-        for chunk in container.logs(stream=True, follow=True):
-            pending += chunk.decode(errors="replace")
-            *lines, pending = pending.split("\n")
-            for line in lines:
-                on_line(line)
-        if pending:
-            on_line(pending)
-        return int(container.wait().get("StatusCode", 1))
-    finally:
-        if spec.remove:
-            try:
-                container.remove(force=True)
-            except docker.errors.APIError as exc:
-                log.warning("could not remove container %s: %s", container.short_id, exc)
+    with tracked(client, remove=spec.remove) as box:
+        container = box.start(spec.image, spec.command, **spec.create_kwargs())
+        box.stream(container, on_line)
+        code = box.wait(container)
+    return 1 if code is None else code

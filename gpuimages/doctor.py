@@ -26,35 +26,54 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Final, Literal
 
 import docker
-import docker.errors
-import requests.exceptions
 from packaging.version import Version
 
 from gpuimages.compat import Compat, driver_tuple
-from gpuimages.container import TOOLKIT_FIX, RunSpec, explain_start_error
-from gpuimages.errors import CommandError, UserInputError
+from gpuimages.container import (
+    TOOLKIT_FIX,
+    ContainerStartError,
+    ImageMissingError,
+    RunSpec,
+    tracked,
+)
+from gpuimages.engine import NoEngineError, engine_client, engine_errors
+from gpuimages.errors import CommandError, GpuImagesError, UserInputError
 from gpuimages.runner import capture, run
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+CheckStatus = Literal["ok", "warn", "fail", "skip"]
+OK: Final = "ok"
+WARN: Final = "warn"
+FAIL: Final = "fail"
+SKIP: Final = "skip"
 
 # Verdicts, worst first where they combine.
-UNSUPPORTED = "unsupported"
-REFUSED = "refused by NVIDIA_REQUIRE_CUDA"
-MINOR_COMPAT = "minor-version compatibility, with limits"
-SUPPORTED = "supported"
-NO_GPU_NEEDED = "no GPU needed"
-NO_DRIVER = "no NVIDIA driver here"
+Verdicts = Literal[
+    "unsupported",
+    "refused by NVIDIA_REQUIRE_CUDA",
+    "minor-version compatibility, with limits",
+    "supported",
+    "no GPU needed",
+    "no NVIDIA driver here",
+]
+UNSUPPORTED: Final = "unsupported"
+REFUSED: Final = "refused by NVIDIA_REQUIRE_CUDA"
+MINOR_COMPAT: Final = "minor-version compatibility, with limits"
+SUPPORTED: Final = "supported"
+NO_GPU_NEEDED: Final = "no GPU needed"
+NO_DRIVER: Final = "no NVIDIA driver here"
 
 # Architecture verdicts: the GPU's compute capability against the wheel's kernels.
-ARCH_NATIVE = "native"
-ARCH_COMPATIBLE = "binary-compatible"
-ARCH_UNSUPPORTED = "unsupported"
-ARCH_UNKNOWN = "unknown"
+ArchStatus = Literal["native", "binary-compatible", "unsupported", "unknown"]
+ARCH_NATIVE: Final = "native"
+ARCH_COMPATIBLE: Final = "binary-compatible"
+ARCH_UNSUPPORTED: Final = "unsupported"
+ARCH_UNKNOWN: Final = "unknown"
 
 NVIDIA_PCI_VENDOR = "0x10de"
 PCI_SYS = Path("/sys/bus/pci/devices")
@@ -105,7 +124,7 @@ Install the NVIDIA driver (Ubuntu):
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # ok | warn | fail | skip
+    status: CheckStatus
     detail: str
     fix: str = ""
 
@@ -247,10 +266,13 @@ def query_smi() -> tuple[bool, str | None, tuple[Gpu, ...]]:
 def query_docker() -> tuple[str | None, str | None, str | None, tuple[str, ...]]:
     """(engine version, API version, error, runtimes) through the docker SDK."""
     try:
-        client = docker.from_env(timeout=20)
-        version = client.version()
-        runtimes = tuple(sorted((client.info().get("Runtimes") or {}).keys()))
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        client = engine_client(timeout=20)
+        with engine_errors("the engine did not answer"):
+            version = client.version()
+            runtimes = tuple(sorted((client.info().get("Runtimes") or {}).keys()))
+    except NoEngineError as exc:
+        return None, None, exc.cause, ()
+    except GpuImagesError as exc:
         return None, None, str(exc), ()
     return version.get("Version"), version.get("ApiVersion"), None, runtimes
 
@@ -419,36 +441,26 @@ def image_check(image: str, client: docker.DockerClient | None = None) -> Check:
     name = "GPU container"
     line = spec.docker_line()
     try:
-        client = client or docker.from_env(timeout=120)
-        container = client.containers.create(image, ["nvidia-smi"], **spec.create_kwargs())
-    except docker.errors.ImageNotFound:
+        client = client or engine_client(timeout=120)
+        with tracked(client) as box:
+            container = box.start(image, spec.command, **spec.create_kwargs())
+            code = box.wait(container, IMAGE_CHECK_TIMEOUT_S)
+            if code is None:
+                return Check(name, FAIL, f"`{line}` did not finish in {IMAGE_CHECK_TIMEOUT_S} s.")
+            out = box.logs(container).strip()
+    except ImageMissingError:
         return Check(
             name,
             FAIL,
             f"`{line}`: image {image} is not on this host.",
             f"Build it (invoke build --variant NAME) or pull it: docker pull {image}",
         )
-    except docker.errors.DockerException as exc:
+    except ContainerStartError as exc:
+        if exc.known:
+            return Check(name, FAIL, f"`{line}` failed. {exc.known[0]}", exc.known[1])
+        return Check(name, FAIL, f"`{line}` failed: {exc.text}")
+    except GpuImagesError as exc:
         return Check(name, FAIL, f"`{line}`: {exc}", DOCKER_FIX)
-    try:
-        try:
-            container.start()
-        except docker.errors.APIError as exc:
-            text = str(exc.explanation or exc)
-            known = explain_start_error(text, image)
-            if known:
-                return Check(name, FAIL, f"`{line}` failed. {known[0]}", known[1])
-            return Check(name, FAIL, f"`{line}` failed: {text}")
-        try:
-            code = container.wait(timeout=IMAGE_CHECK_TIMEOUT_S).get("StatusCode", 1)
-        except requests.exceptions.RequestException:
-            return Check(name, FAIL, f"`{line}` did not finish in {IMAGE_CHECK_TIMEOUT_S} s.")
-        out = container.logs().decode(errors="replace").strip()
-    finally:
-        try:
-            container.remove(force=True)
-        except docker.errors.APIError as exc:
-            log.warning("could not remove container %s: %s", container.short_id, exc)
     tail = "\n".join(out.splitlines()[-15:])
     if code != 0:
         return Check(name, FAIL, f"`{line}` exited {code}:\n{tail}")
@@ -487,7 +499,7 @@ def normalize_driver(value: str) -> str:
 
 @dataclass(frozen=True)
 class ArchVerdict:
-    status: str  # native | binary-compatible | unsupported | unknown
+    status: ArchStatus
     detail: str
 
 
@@ -526,7 +538,7 @@ def _runs(gpu: str, archs: tuple[str, ...]) -> bool:
 
 @dataclass(frozen=True)
 class DriverVerdict:
-    status: str  # supported | minor-version compatibility, with limits | unsupported
+    status: Verdicts  # supported | minor-version compatibility, with limits | unsupported
     driver_cuda: str | None  # the newest CUDA this driver supports
     start_refused: bool  # the image's NVIDIA_REQUIRE_CUDA makes the runtime refuse it
     detail: str

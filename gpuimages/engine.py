@@ -1,5 +1,8 @@
 """The Docker engine and CLI gpuimages talks to: find a BuildKit-capable CLI, start an
-engine when none answers, make a local base image for hosts without a registry."""
+engine when none answers, make a local base image for hosts without a registry.
+
+`engine_client()` is the one place a docker SDK client is made, and `engine_errors()`
+the one place SDK exceptions become the package's error type (no tracebacks)."""
 
 from __future__ import annotations
 
@@ -8,18 +11,63 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+import docker.errors
+import requests.exceptions
+
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
+from gpuimages.paths import SCRIPTS
 from gpuimages.runner import capture, run
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "scripts"
 LOCAL_BASE = "gpuimages-local/debian:bookworm"
+ENGINE_FIX = (
+    "Start one (as root: bash scripts/start-docker.sh, or sudo systemctl start docker); "
+    "`invoke doctor` checks the whole host."
+)
+# What the docker SDK raises: its own errors, and requests' when the engine stops answering.
+SDK_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+class NoEngineError(GpuImagesError):
+    """No Docker engine answers; `cause` is what the SDK said, without the fix."""
+
+    def __init__(self, cause: str = "") -> None:
+        detail = f" ({cause})" if cause else ""
+        super().__init__(f"No Docker engine answers{detail}. {ENGINE_FIX}")
+        self.cause = cause
+
+
+def engine_client(timeout: int = 600) -> docker.DockerClient:
+    """A docker SDK client for an engine that answers, or NoEngineError saying what to do."""
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except SDK_ERRORS as exc:
+        raise NoEngineError(str(exc)) from None
+    return client
+
+
+def sdk_message(exc: BaseException) -> str:
+    """The engine's own words for an SDK error (its explanation, not the HTTP preamble)."""
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)
+
+
+@contextmanager
+def engine_errors(what: str, error: type[GpuImagesError] = GpuImagesError) -> Iterator[None]:
+    """Turn docker SDK exceptions inside the block into `error('{what}: {engine's words}')`."""
+    try:
+        yield
+    except SDK_ERRORS as exc:
+        raise error(f"{what}: {sdk_message(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -100,10 +148,7 @@ def ensure_engine(cli: DockerCli, *, start: bool = True) -> None:
     if engine_answers(cli):
         return
     if not start:
-        raise GpuImagesError(
-            "No Docker engine answers. Start one (as root: bash scripts/start-docker.sh, or "
-            "systemctl start docker) or pass --start-engine."
-        )
+        raise GpuImagesError(f"No Docker engine answers. {ENGINE_FIX} Or pass --start-engine.")
     log.info("no Docker engine answers: starting one with scripts/start-docker.sh")
     run(
         ["bash", str(SCRIPTS / "start-docker.sh")],

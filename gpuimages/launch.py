@@ -22,6 +22,8 @@ from packaging.version import Version
 from gpuimages.container import RunSpec
 from gpuimages.errors import UserInputError
 from gpuimages.matrix import Matrix
+from gpuimages.registry import Registry
+from gpuimages.select import Selection
 from gpuimages.variant import Variant
 
 DEFAULT_PORT = 29500
@@ -286,8 +288,7 @@ def notes(plan: LaunchPlan) -> list[str]:
         out.append(
             "horovodrun and mpirun start the other nodes' ranks over SSH (port "
             f"{SSH_PORT}): node 0's container needs passwordless keys for the other nodes in "
-            "/root/.ssh, and theirs need an SSH server. The images do not ship openssh-server "
-            "yet; the MPIJob's workers (--k8s) run /usr/sbin/sshd as well and need it too."
+            "/root/.ssh; theirs run the image's sshd (as the MPIJob's workers do with --k8s)."
         )
     else:
         out.append(
@@ -456,3 +457,48 @@ def horovod_twin(matrix: Matrix, variant: Variant) -> Variant:
             f"twin of {variant.name}: pass --variant with one of: {names}."
         )
     return twins[0]
+
+
+def plan_from_options(
+    selection: Selection,
+    *,
+    nodes: int | str | None,
+    gpus_per_node: int | str | None,
+    master_addr: str | None,
+    master_port: int | str = DEFAULT_PORT,
+    horovod: bool = False,
+    hosts: str | None = None,
+    registry: str | None = None,
+    script: tuple[str, ...] = (),
+    job_name: str | None = None,
+    mount: str | Path | None = None,
+    shm_size: str | None = None,
+) -> LaunchPlan:
+    """`invoke launch`: the required options first, then the variant (its Horovod twin
+    with --horovod) and its image name at the registry (matrix.yaml's by default)."""
+    required = (("nodes", nodes), ("gpus-per-node", gpus_per_node), ("master-addr", master_addr))
+    missing = [f"--{name}" for name, value in required if value is None]
+    if missing:
+        raise UserInputError(
+            f"{', '.join(missing)} missing: e.g. invoke launch --variant NAME --nodes 2 "
+            "--gpus-per-node 8 --master-addr 10.0.0.1 -- train.py"
+        )
+    matrix, (chosen,) = selection.variants()
+    if horovod and not chosen.horovod:
+        chosen = horovod_twin(matrix, chosen)
+    target = Registry.choose(registry, matrix.registry)
+    image = target.tag_for(chosen) if target else chosen.tag
+    return make_plan(
+        chosen,
+        image,
+        nodes=nodes,  # type: ignore[arg-type]  # make_plan checks and converts
+        gpus_per_node=gpus_per_node,  # type: ignore[arg-type]
+        master_addr=master_addr or "",
+        master_port=master_port,  # type: ignore[arg-type]
+        script=script,
+        hosts=tuple(h.strip() for h in hosts.split(",")) if hosts else (),
+        horovod=horovod,
+        job_name=job_name,
+        mount=mount,
+        shm_size=shm_size,
+    )

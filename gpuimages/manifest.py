@@ -14,18 +14,17 @@ import fnmatch
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker
-import docker.errors
-import requests.exceptions
 
-from gpuimages.build import git_revision
-
-if TYPE_CHECKING:
-    from gpuimages.publish import PublishResult, Registry
+from gpuimages.container import tracked
+from gpuimages.errors import GpuImagesError
+from gpuimages.paths import git_revision
+from gpuimages.publish import PublishResult
+from gpuimages.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -178,37 +177,20 @@ def capture_contents(
     client: docker.DockerClient, image: str, timeout: float = CAPTURE_TIMEOUT_S
 ) -> ImageContents:
     """Run the capture script in a throwaway container (no network) of image."""
-    container = None
     try:
-        container = client.containers.run(
-            image,
-            ["-c", CAPTURE_SCRIPT],
-            entrypoint=["/bin/sh"],
-            detach=True,
-            network_disabled=True,
-            labels={"io.gpuimages.purpose": "release-manifest"},
-        )
-        status = container.wait(timeout=timeout)
-        output = container.logs(stdout=True, stderr=False).decode(errors="replace")
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        with tracked(client, {"io.gpuimages.purpose": "release-manifest"}) as box:
+            container = box.start(
+                image, ["-c", CAPTURE_SCRIPT], entrypoint=["/bin/sh"], network_disabled=True
+            )
+            code = box.wait(container, timeout)
+            output = box.logs(container, stderr=False)
+    except GpuImagesError as exc:
         log.warning("could not capture versions inside %s: %s", image, exc)
         return ImageContents({k: ABSENT for k in VERSION_KEYS}, error=f"capture failed: {exc}")
-    finally:
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except docker.errors.DockerException:
-                log.debug("could not remove capture container %s", container.id)
     contents = parse_capture(output)
-    if status.get("StatusCode") not in (0, None) and contents.error is None:
-        contents = ImageContents(
-            contents.versions,
-            contents.pip_freeze,
-            contents.pip_source,
-            contents.dpkg_count,
-            contents.key_packages,
-            f"capture script exited {status.get('StatusCode')}",
-        )
+    if code != 0 and contents.error is None:
+        why = f"did not finish in {timeout:.0f} s" if code is None else f"exited {code}"
+        contents = replace(contents, error=f"capture script {why}")
     return contents
 
 

@@ -22,24 +22,19 @@ from typing import Any
 
 from gpuimages.compat import Compat, load_compat
 from gpuimages.errors import UserInputError, did_you_mean, one_of
+from gpuimages.options import AXES as AXIS_HELP
+from gpuimages.paths import MATRIX
+from gpuimages.registry import Registry
+from gpuimages.sources import SOURCE_KEYS, PackageSources
 from gpuimages.variant import Variant, VariantRequest, normalize_cuda, resolve
 from gpuimages.yamlio import load_yaml
 
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("repository", "registry", "defaults", "axes", "include", "exclude", "sources")
-AXES = ("torch", "cuda", "cudnn", "flavor", "python", "os", "base", "horovod")
+AXES = tuple(AXIS_HELP)
 SETTINGS = ("torchvision", "size_budget_mb", "extension_archs")  # per entry, never crossed
 ENTRY_KEYS = AXES + SETTINGS
-SOURCE_KEYS = (
-    "base_image",
-    "builder_image",
-    "pip_index_url",
-    "wheelhouse",
-    "ca_bundle",
-    "apt_mirror",
-    "offline",
-)
 DEFAULT_REPOSITORY = "gpuimages/pytorch"
 
 
@@ -47,9 +42,9 @@ DEFAULT_REPOSITORY = "gpuimages/pytorch"
 class Matrix:
     path: Path
     repository: str
-    registry: str | None
+    registry: Registry | None
     variants: tuple[Variant, ...]
-    sources: dict[str, Any] = field(default_factory=dict)
+    sources: PackageSources = field(default_factory=PackageSources)
 
     def by_name(self) -> dict[str, Variant]:
         return {v.name: v for v in self.variants}
@@ -107,14 +102,7 @@ def _request(where: str, entry: dict[str, Any]) -> VariantRequest:
             raise UserInputError(f"{where}: '{required}' is missing (set it here or in defaults).")
     budget = entry.get("size_budget_mb")
     return VariantRequest(
-        torch=str(entry["torch"]),
-        cuda=str(entry["cuda"]),
-        cudnn=_scalar(entry.get("cudnn")),
-        flavor=_scalar(entry.get("flavor")),
-        python=_scalar(entry.get("python")),
-        os=_scalar(entry.get("os")),
-        base=_scalar(entry.get("base")),
-        horovod=_scalar(entry.get("horovod")),
+        **{axis: _scalar(entry.get(axis)) for axis in AXES},  # type: ignore[arg-type]
         torchvision=_scalar(entry.get("torchvision")),
         size_budget_mb=budget,
         extension_archs=_scalar(entry.get("extension_archs")),
@@ -172,15 +160,19 @@ def parse_matrix(raw: Any, path: Path, compat: Compat) -> Matrix:
         variants.append(variant)
 
     registry = top.get("registry")
+    try:
+        parsed = None if registry is None else Registry.parse(str(registry))
+    except UserInputError as exc:
+        raise UserInputError(f"{path}: registry: {exc}") from None
     return Matrix(
         path=path,
         repository=repository,
-        registry=None if registry is None else str(registry),
+        registry=parsed,
         variants=tuple(variants),
-        sources=dict(sources),
+        sources=PackageSources.parse(sources, f"{path}: sources"),
     )
 
 
-def load_matrix(path: Path | str = "matrix.yaml", compat: Compat | None = None) -> Matrix:
+def load_matrix(path: Path | str = MATRIX, compat: Compat | None = None) -> Matrix:
     path = Path(path)
     return parse_matrix(load_yaml(path), path, compat or load_compat())

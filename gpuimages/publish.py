@@ -5,8 +5,8 @@ only a smoke report that exists, says "passed", and names the image id the varia
 tag points at now. A vetted image is tagged `<registry>/<repository>:<variant name>`,
 pushed with the docker SDK (transient registry errors retried with exponential
 backoff), and verified by asking the registry's HTTP API (v2) for the tag's manifest
-digest. Each run ends in a release manifest (gpuimages/manifest.py) that records, per
-image, published | refused | failed and why.
+digest. The whole run (gpuimages/release.py) ends in a release manifest that records,
+per image, published | refused | failed and why.
 
 Credentials come from GPUIMAGES_REGISTRY_USER / GPUIMAGES_REGISTRY_PASSWORD (read once)
 or the docker config's "auths"; the password never enters a log line, a report or an
@@ -15,22 +15,19 @@ exception message.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker
 import docker.errors
 import requests.exceptions
 
-from gpuimages.engine import SCRIPTS
-from gpuimages.errors import CommandError, GpuImagesError
+from gpuimages.engine import SDK_ERRORS, engine_errors, sdk_message
+from gpuimages.errors import GpuImagesError
 from gpuimages.registry import (
     Credentials,
     CredentialsRejected,
@@ -42,20 +39,15 @@ from gpuimages.registry import (
     TransientRegistryError,
     classify,
     repository_path,
-    resolve_credentials,
     same_digest,
     split_ref,
     with_retries,
 )
-from gpuimages.runner import mask, run
+from gpuimages.runner import mask
+from gpuimages.smoke_report import CHECK_STATUSES, SmokeReport, SmokeReportError, find_report
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
-
-SMOKE_REPORTS = Path("reports/smoke")  # where `invoke smoke --report` writes by default
-RELEASE_DIR = Path("reports/release")
-REPORT_SCHEMA = 1
-LOCAL_REGISTRY_PORT = 5000
 
 
 # ------------------------------------------------------------------------------ gate
@@ -70,44 +62,10 @@ class GateDecision:
     reason: str
     image_id: str | None
     report_path: Path
-    report: Mapping[str, Any] | None = None
+    report: SmokeReport | None = None  # None: missing or not a valid report
 
     def smoke_counts(self) -> dict[str, int]:
-        return smoke_counts(self.report)
-
-
-def smoke_counts(report: Mapping[str, Any] | None) -> dict[str, int]:
-    """How many checks of a smoke report passed, failed, were skipped."""
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    for check in (report or {}).get("checks") or []:
-        status = check.get("status") if isinstance(check, dict) else None
-        if status in counts:
-            counts[status] += 1
-    return counts
-
-
-def report_path_for(variant: Variant, reports: Path, count: int = 1) -> Path:
-    """DIR/<variant name>.json; a .json file is taken as it is when one image is published."""
-    if count == 1 and reports.suffix == ".json" and not reports.is_dir():
-        return reports
-    return reports / f"{variant.name}.json"
-
-
-def read_report(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(report, None), (None, None) when missing, or (None, why) when unreadable."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, f"cannot be read ({exc.strerror})"
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        return None, f"is not valid JSON ({exc.msg} at line {exc.lineno})"
-    if not isinstance(doc, dict):
-        return None, "is not a JSON object"
-    return doc, None
+        return self.report.counts() if self.report else dict.fromkeys(CHECK_STATUSES, 0)
 
 
 def short_id(image_id: str | None) -> str:
@@ -117,16 +75,24 @@ def short_id(image_id: str | None) -> str:
 def decide(
     variant: Variant,
     report_path: Path,
-    report: Mapping[str, Any] | None,
+    report: SmokeReport | Mapping[str, Any] | None,
     local_id: str | None,
     report_error: str | None = None,
 ) -> GateDecision:
-    """The gate: a report exists, says passed, and tested exactly the local image id."""
+    """The gate: a valid report exists, says passed, and tested exactly the local image id.
+
+    `report` may be a parsed JSON document: it is validated here like `SmokeReport.read`.
+    """
+    smoke = f"invoke smoke --variant {variant.name} --report {report_path}"
+    if isinstance(report, Mapping):
+        try:
+            report = SmokeReport.from_dict(report)
+        except ValueError as exc:
+            report, report_error = None, report_error or str(exc)
 
     def refuse(reason: str) -> GateDecision:
         return GateDecision(variant, False, reason, local_id, report_path, report)
 
-    smoke = f"invoke smoke --variant {variant.name} --report {report_path}"
     if local_id is None:
         return refuse(
             f"{variant.tag} does not exist locally: build and smoke-test it first "
@@ -136,30 +102,23 @@ def decide(
         return refuse(f"smoke report {report_path} {report_error}: re-run `{smoke}`.")
     if report is None:
         return refuse(f"no smoke report at {report_path}: run `{smoke}` first.")
-    if report.get("schema") != REPORT_SCHEMA:
+    if report.variant_name != variant.name:
         return refuse(
-            f"smoke report {report_path} has schema {report.get('schema')!r}; this gpuimages "
-            f"reads schema {REPORT_SCHEMA}: re-run `{smoke}`."
+            f"smoke report {report_path} is for {report.variant_name!r}, not {variant.name}."
         )
-    named = (report.get("variant") or {}).get("name")
-    if named != variant.name:
-        return refuse(f"smoke report {report_path} is for {named!r}, not {variant.name}.")
-    status = report.get("status")
-    if status != "passed":
-        failed = [
-            c.get("name", "?")
-            for c in report.get("checks") or []
-            if isinstance(c, dict) and c.get("status") == "failed"
-        ]
+    if report.status != "passed":
+        failed = report.failed_checks
         which = f" (failed checks: {', '.join(failed)})" if failed else ""
-        return refuse(f"smoke tests of {variant.name} did not pass: status {status!r}{which}.")
-    tested = report.get("image_id")
-    if tested != local_id:
         return refuse(
-            f"smoke report {report_path} tested image {short_id(tested)}, but {variant.tag} is "
-            f"now image {short_id(local_id)}: re-run `{smoke}` on the current image."
+            f"smoke tests of {variant.name} did not pass: status {report.status!r}{which}."
         )
-    counts = smoke_counts(report)
+    if report.image_id != local_id:
+        return refuse(
+            f"smoke report {report_path} tested image {short_id(report.image_id)}, but "
+            f"{variant.tag} is now image {short_id(local_id)}: re-run `{smoke}` on the "
+            "current image."
+        )
+    counts = report.counts()
     return GateDecision(
         variant,
         True,
@@ -176,13 +135,20 @@ def local_image_id(client: docker.DockerClient, tag: str) -> str | None:
         return client.images.get(tag).id
     except docker.errors.ImageNotFound:
         return None
+    except SDK_ERRORS as exc:
+        raise GpuImagesError(f"could not inspect {tag}: {sdk_message(exc)}") from None
 
 
 def gate(
     variant: Variant, reports: Path, client: docker.DockerClient, count: int = 1
 ) -> GateDecision:
-    path = report_path_for(variant, reports, count)
-    report, error = read_report(path)
+    """Decide for one variant, its report found where `invoke smoke --report` put it."""
+    path = find_report(variant, reports, count)
+    report, error = None, None
+    try:
+        report = SmokeReport.read(path)
+    except SmokeReportError as exc:
+        error = None if exc.missing else exc.why
     return decide(variant, path, report, local_image_id(client, variant.tag), error)
 
 
@@ -247,10 +213,13 @@ def push(client: docker.DockerClient, ref: str, credentials: Credentials | None)
 # --------------------------------------------------------------------------- publish
 
 
+PublishStatus = Literal["published", "refused", "failed", "planned"]  # planned: dry run
+
+
 @dataclass
 class PublishResult:
     variant: Variant
-    status: str  # published | refused | failed | planned (dry run)
+    status: PublishStatus
     reason: str
     image_id: str | None = None
     registry_tag: str | None = None
@@ -289,17 +258,17 @@ class PublishResult:
 
 
 def smoke_summary(decision: GateDecision) -> dict[str, Any]:
-    report = decision.report or {}
+    report = decision.report
     return {
         "report": str(decision.report_path),
-        "status": report.get("status"),
-        "created": report.get("created"),
-        "image_id": report.get("image_id"),
+        "status": report.status if report else None,
+        "created": (report.created or None) if report else None,
+        "image_id": report.image_id if report else None,
         **decision.smoke_counts(),
     }
 
 
-def _result(decision: GateDecision, status: str, reason: str, **kw: Any) -> PublishResult:
+def _result(decision: GateDecision, status: PublishStatus, reason: str, **kw: Any) -> PublishResult:
     return PublishResult(
         decision.variant,
         status,
@@ -323,8 +292,9 @@ def publish_one(
     """Tag the vetted image id, push it (with retries), verify the digest at the registry."""
     start = time.monotonic()
     ref = registry.tag_for(decision.variant)
-    image = client.images.get(decision.image_id)
-    image.tag(*split_ref(ref))
+    with engine_errors(f"could not tag image {short_id(decision.image_id)} as {ref}", PublishError):
+        image = client.images.get(decision.image_id)
+        image.tag(*split_ref(ref))
     log.info("pushing %s (image %s)", ref, short_id(decision.image_id))
     pushed = with_retries(
         lambda: push(client, ref, credentials), policy, f"push of {ref}", sleep=sleep
@@ -406,110 +376,3 @@ def publish(
                 d, "failed", str(failure), registry_tag=registry.tag_for(d.variant)
             )
     return [r for r in results if r is not None]
-
-
-# ---------------------------------------------------------------------- the whole run
-
-
-def ensure_local_registry(
-    port: int = LOCAL_REGISTRY_PORT, state_dir: Path | None = None
-) -> Registry:
-    """Start (or reuse) a registry on 127.0.0.1:port with scripts/start-registry.sh."""
-    argv = ["bash", str(SCRIPTS / "start-registry.sh"), "--port", str(port)]
-    if state_dir is not None:
-        argv += ["--dir", str(state_dir)]
-    try:
-        result = run(argv, what="starting the local registry", timeout=600)
-    except CommandError as exc:
-        raise GpuImagesError(
-            f"no registry is configured and a local one on 127.0.0.1:{port} could not be "
-            f"started: {exc}"
-        ) from None
-    url = next(
-        (ln for ln in reversed(result.tail.splitlines()) if ln.startswith("http")),
-        f"http://127.0.0.1:{port}",
-    )
-    return Registry.parse(url)
-
-
-@dataclass(frozen=True)
-class PublishRun:
-    registry: Registry
-    results: list[PublishResult]
-    manifest_json: Path | None
-    manifest_md: Path | None
-    started_local_registry: bool
-
-    @property
-    def not_published(self) -> list[PublishResult]:
-        return [r for r in self.results if not r.ok]
-
-
-def release_dir(root: Path, now: dt.datetime | None = None) -> Path:
-    """reports/release/<UTC timestamp>/ (a -N suffix when two runs share a second)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    stamp = now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path, n = root / stamp, 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{n}"
-    return path
-
-
-def publish_release(
-    variants: Iterable[Variant],
-    *,
-    registry: str | None,
-    reports: Path = SMOKE_REPORTS,
-    release_root: Path = RELEASE_DIR,
-    dry_run: bool = False,
-    policy: RetryPolicy | None = None,
-    client: docker.DockerClient | None = None,
-    env: Mapping[str, str] = os.environ,
-    local_port: int = LOCAL_REGISTRY_PORT,
-) -> PublishRun:
-    """Gate, push, verify and write the release manifest (plus $GITHUB_STEP_SUMMARY)."""
-    from gpuimages.manifest import build_manifest, write_manifest
-
-    variants = tuple(variants)
-    policy = policy or RetryPolicy.from_env(env)
-    started = False
-    if registry:
-        target = Registry.parse(registry)
-    elif dry_run:
-        target = Registry.parse(f"127.0.0.1:{local_port}")
-    else:
-        log.info(
-            "no registry configured (no --registry, matrix.yaml registry: null): starting a "
-            "local one on 127.0.0.1:%d",
-            local_port,
-        )
-        target = ensure_local_registry(local_port)
-        started = True
-    credentials = resolve_credentials(target.host, env)
-    if credentials:
-        log.info("registry credentials: %s", credentials)  # user and source, never the password
-    if client is None:
-        try:
-            client = docker.from_env(timeout=900)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            raise GpuImagesError(
-                f"no Docker engine answers ({exc.__class__.__name__}): start one (as root: "
-                "bash scripts/start-docker.sh)."
-            ) from None
-    results = publish(
-        variants,
-        registry=target,
-        reports=reports,
-        client=client,
-        credentials=credentials,
-        policy=policy,
-        dry_run=dry_run,
-    )
-    if dry_run:
-        return PublishRun(target, results, None, None, started)
-    manifest = build_manifest(results, registry=target, client=client)
-    out = release_dir(release_root)
-    json_path, md_path = write_manifest(manifest, out, step_summary=env.get("GITHUB_STEP_SUMMARY"))
-    return PublishRun(target, results, json_path, md_path, started)

@@ -22,7 +22,6 @@ from typing import TypeVar
 
 from gpuimages.errors import GpuImagesError, UserInputError
 from gpuimages.runner import mask
-from gpuimages.tagging import registry_tag
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -104,8 +103,14 @@ class Registry:
     def url(self) -> str:
         return f"{self.scheme}://{self.host}"
 
-    def tag_for(self, variant: Variant) -> str:
-        return registry_tag(variant, self.prefix)
+    @classmethod
+    def choose(cls, option: str | None, default: Registry | None) -> Registry | None:
+        """--registry TEXT parsed, else the matrix's registry (already parsed), else None."""
+        return cls.parse(option) if option else default
+
+    def tag_for(self, variant: Variant, name: str | None = None) -> str:
+        """'localhost:5000' + 'gpuimages/pytorch:X' -> 'localhost:5000/gpuimages/pytorch:X'."""
+        return f"{self.prefix}/{variant.repository}:{name or variant.name}"
 
     def __str__(self) -> str:
         return self.prefix
@@ -268,6 +273,23 @@ class RetryPolicy:
                 f"(got '{env.get(ENV_TRIES)}', '{env.get(ENV_BACKOFF)}')."
             ) from None
         return cls(tries=t, base_s=b)
+
+    @classmethod
+    def from_options(
+        cls,
+        tries: str | int | None,
+        backoff: str | float | None,
+        env: Mapping[str, str] = os.environ,
+    ) -> RetryPolicy:
+        """--tries N --backoff SECONDS as given on the command line (strings)."""
+        try:
+            t = None if tries is None else int(tries)
+            b = None if backoff is None else float(backoff)
+        except ValueError:
+            raise UserInputError(
+                "--tries takes a whole number, --backoff a number of seconds."
+            ) from None
+        return cls.from_env(env, tries=t, backoff_s=b)
 
 
 def with_retries(

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import jinja2
 
+from gpuimages.paths import TEMPLATES
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates"
 MAIN_TEMPLATE = "Dockerfile.j2"
 DOCKERFILE = "Dockerfile"
 

@@ -1,12 +1,22 @@
-"""Which variants a command acts on: one rule set shared by check, build, smoke, publish."""
+"""Which variants a command acts on: one rule set shared by check, build, smoke, publish.
+
+`Selection` is what the options of a selecting task say (`--all`, `--variant NAME...`,
+or the axes `--torch/--cuda/...`, and `--matrix`), parsed once by `from_options`.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from gpuimages.compat import Compat
+from gpuimages.compat import Compat, load_compat
 from gpuimages.errors import UserInputError, did_you_mean
-from gpuimages.matrix import Matrix
+from gpuimages.matrix import DEFAULT_REPOSITORY, Matrix, load_matrix
+from gpuimages.options import AXES
+from gpuimages.paths import MATRIX
 from gpuimages.variant import Variant, VariantRequest, resolve
 
 log = logging.getLogger(__name__)
@@ -88,3 +98,70 @@ def select(
     if variant.name in by_name:
         return (by_name[variant.name],)
     return (variant,)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The variants a task was asked for, as its options said it."""
+
+    axes: Mapping[str, str | None] = field(default_factory=dict)  # axis -> value or None
+    names: tuple[str, ...] = ()  # --variant NAME (repeatable)
+    all: bool = False
+    matrix: Path = MATRIX
+    everything_by_default: bool = False  # doctor: no choice means the whole matrix
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], *, everything_by_default: bool = False
+    ) -> Selection:
+        """From a task's keyword options: the axes, `variant`, `all` and `matrix`."""
+        variant = options.get("variant")
+        names = tuple(variant) if isinstance(variant, (list, tuple)) else (variant,) * bool(variant)
+        return cls(
+            axes={a: (None if options.get(a) is None else str(options[a])) for a in AXES},
+            names=names,
+            all=bool(options.get("all")),
+            matrix=Path(options.get("matrix") or MATRIX),
+            everything_by_default=everything_by_default,
+        )
+
+    @property
+    def chosen(self) -> bool:
+        """Whether any variant was named or any axis given."""
+        return bool(self.names) or any(self.axes.values())
+
+    def request(self) -> VariantRequest | None:
+        """The axes as a VariantRequest; None when no axis was given at all."""
+        given = {a: v for a, v in self.axes.items() if v}
+        if not given:
+            return None
+        for required in ("torch", "cuda"):
+            if required not in given:
+                raise UserInputError(
+                    f"--{required} is required with the other variant options (e.g. --torch "
+                    "1.12.0 --cuda 11.3, or --cuda cpu)."
+                )
+        return VariantRequest(**given)
+
+    def load(self, compat: Compat | None = None) -> Matrix:
+        return load_matrix(self.matrix, compat)
+
+    def variants(self, compat: Compat | None = None) -> tuple[Matrix, tuple[Variant, ...]]:
+        """The matrix and the variants chosen from it (see `select`)."""
+        compat = compat or load_compat()
+        matrix = self.load(compat)
+        everything = self.all or (self.everything_by_default and not self.chosen)
+        request = self.request()
+        return matrix, select(
+            matrix, compat, all_variants=everything, names=self.names, request=request
+        )
+
+    def checked(self, compat: Compat | None = None) -> Variant:
+        """`invoke check`: any combination the data knows, the matrix's repository if any."""
+        request = self.request()
+        if request is None:
+            raise UserInputError("give at least --torch and --cuda (see `invoke --help check`).")
+        compat = compat or load_compat()
+        exists = self.matrix.exists()
+        repository = self.load(compat).repository if exists else DEFAULT_REPOSITORY
+        return check(request, compat, repository)

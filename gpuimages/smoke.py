@@ -12,28 +12,26 @@ import datetime as dt
 import json
 import logging
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from xml.etree import ElementTree as ET
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import docker
 import docker.errors
-import requests.exceptions
+from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from gpuimages.container import RunSpec, parse_gpus, start_error
-from gpuimages.errors import GpuImagesError
+from gpuimages.container import RunSpec, TrackedContainers, parse_gpus
+from gpuimages.container import tracked as track_containers
+from gpuimages.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
+from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.smoke_report import SmokeCheck, SmokeReport
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
 SUITE = "/opt/gpuimages/smoke/suite.py"
-SCHEMA = 1
 SMOKE_LABEL = "io.gpuimages.smoke-run"
-REPORT_DIR = Path("reports/smoke")
 MASTER_PORT = 29500
 
 
@@ -45,6 +43,26 @@ class SmokeOptions:
     require_gpus: int | None = None
     multinode: bool = True
 
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        gpus: str | None = None,
+        shm_size: str | None = None,
+        timeout: int | str = 300,
+        require_gpus: int | str | None = None,
+        multinode: bool = True,
+    ) -> SmokeOptions:
+        """The options of `invoke smoke` as given on the command line."""
+        try:
+            timeout_s = int(timeout)
+            required = None if require_gpus is None else int(require_gpus)
+        except ValueError:
+            raise UserInputError(
+                "--timeout takes a whole number of seconds, --require-gpus a number of GPUs."
+            ) from None
+        return cls(gpus, shm_size, timeout_s, required, multinode)
+
     def gpus_for(self, variant: Variant) -> str:
         return self.gpus or ("none" if variant.is_cpu else "all")
 
@@ -54,73 +72,29 @@ def device_requests(gpus: str) -> list[DeviceRequest]:
     return RunSpec(image="", command=(), gpus=parse_gpus(gpus, "all")).device_requests()
 
 
-class Containers:
-    """Tracks what a smoke run creates so that all of it is removed, whatever happens."""
-
-    def __init__(self, client: docker.DockerClient, run_id: str) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.containers: list = []
-        self.networks: list = []
-
-    def start(self, image: str, command: list[str], options: SmokeOptions, gpus: str, **kw):
-        host_config: dict = (
-            {"shm_size": options.shm_size} if options.shm_size else {"ipc_mode": "host"}
-        )
-        try:
-            # create, track, then start: a container whose start fails is still removed.
-            container = self.client.containers.create(
-                image,
-                command,
-                device_requests=device_requests(gpus),
-                labels={SMOKE_LABEL: self.run_id},
-                **host_config,
-                **kw,
-            )
-            self.containers.append(container)
-            container.start()
-        except docker.errors.APIError as exc:
-            raise start_error(exc, image) from None
-        return container
-
-    def network(self, name: str):
-        net = self.client.networks.create(name, driver="bridge", labels={SMOKE_LABEL: self.run_id})
-        self.networks.append(net)
-        return net
-
-    def remove_all(self) -> None:
-        for container in self.containers:
-            try:
-                container.remove(force=True)
-            except docker.errors.APIError as exc:
-                log.warning("could not remove container %s: %s", container.short_id, exc)
-        for net in self.networks:
-            try:
-                net.remove()
-            except docker.errors.APIError as exc:
-                log.warning("could not remove network %s: %s", net.name, exc)
+def tracked(client: docker.DockerClient) -> AbstractContextManager[TrackedContainers]:
+    """What one smoke run creates, labelled with its run id, removed whatever happens."""
+    return track_containers(client, {SMOKE_LABEL: "{run_id}"})
 
 
-@contextmanager
-def tracked(client: docker.DockerClient) -> Iterator[Containers]:
-    box = Containers(client, uuid.uuid4().hex[:10])
-    try:
-        yield box
-    finally:
-        box.remove_all()
+def start(
+    box: TrackedContainers,
+    image: str,
+    command: list[str],
+    options: SmokeOptions,
+    gpus: str,
+    **kw: Any,
+) -> Container:
+    host_config: dict = {"shm_size": options.shm_size} if options.shm_size else {"ipc_mode": "host"}
+    return box.start(image, command, device_requests=device_requests(gpus), **host_config, **kw)
 
 
-def _wait(container, timeout_s: float) -> tuple[int | None, str, str]:
+def _wait(
+    box: TrackedContainers, container: Container, timeout_s: float
+) -> tuple[int | None, str, str]:
     """Exit code (None on timeout), stdout, stderr of a detached container."""
-    try:
-        status = container.wait(timeout=timeout_s)
-        code = int(status.get("StatusCode", -1))
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-        container.kill()
-        code = None
-    out = container.logs(stdout=True, stderr=False).decode(errors="replace")
-    err = container.logs(stdout=False, stderr=True).decode(errors="replace")
-    return code, out, err
+    code = box.wait(container, timeout_s)
+    return code, box.logs(container, stderr=False), box.logs(container, stdout=False)
 
 
 def _parse_suite(stdout: str) -> dict | None:
@@ -144,35 +118,48 @@ def _suite_budget(options: SmokeOptions, checks: int = 7) -> float:
     return options.timeout_s * checks + 120
 
 
-def _failed(name: str, reason: str, tail: str = "", duration: float = 0.0) -> dict:
-    return {
-        "name": name,
-        "status": "failed",
-        "reason": reason,
-        "duration_s": round(duration, 2),
-        "figures": {},
-        "log_tail": tail[-4000:],
-    }
+def _failed(name: str, reason: str, tail: str = "", duration: float = 0.0) -> SmokeCheck:
+    return SmokeCheck(name, "failed", reason, round(duration, 2), {}, tail[-4000:])
+
+
+@dataclass(frozen=True)
+class SuiteOutput:
+    """What the in-image suite printed (scripts/smoke/suite.py), its checks typed."""
+
+    checks: tuple[SmokeCheck, ...]
+    found: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, name: str) -> SmokeCheck | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+def _suite_output(doc: dict | None) -> SuiteOutput | None:
+    if doc is None:
+        return None
+    try:
+        checks = tuple(SmokeCheck.from_dict(c) for c in doc.get("checks") or [])
+    except ValueError:
+        return None
+    return SuiteOutput(checks, dict(doc.get("found") or {}), dict(doc.get("host") or {}))
 
 
 def run_suite(
-    box: Containers, image_id: str, options: SmokeOptions, gpus: str, *extra: str, **kw
-) -> dict:
-    container = box.start(image_id, suite_argv(options, *extra), options, gpus, **kw)
-    start = time.monotonic()
-    code, out, err = _wait(container, _suite_budget(options))
-    report = _parse_suite(out)
-    if code is None or report is None:
+    box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str, *extra: str, **kw
+) -> SuiteOutput:
+    container = start(box, image_id, suite_argv(options, *extra), options, gpus, **kw)
+    began = time.monotonic()
+    code, out, err = _wait(box, container, _suite_budget(options))
+    suite = _suite_output(_parse_suite(out))
+    if code is None or suite is None:
         why = "the suite did not finish in time" if code is None else "the suite printed no report"
-        return {
-            "checks": [_failed("suite", why, err, time.monotonic() - start)],
-            "found": {},
-            "host": {},
-        }
-    return report
+        return SuiteOutput((_failed("suite", why, err, time.monotonic() - began),))
+    return suite
 
 
-def nccl_debug_rerun(box: Containers, image_id: str, options: SmokeOptions, gpus: str) -> str:
+def nccl_debug_rerun(
+    box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str
+) -> str:
     """A failed GPU DDP run once more with NCCL_DEBUG=INFO: the log says which transport
     NCCL picked (or why it fell back to sockets, e.g. without --ipc=host)."""
     report = run_suite(
@@ -184,15 +171,17 @@ def nccl_debug_rerun(box: Containers, image_id: str, options: SmokeOptions, gpus
         "ddp",
         environment={"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,NET"},
     )
-    ddp = next((c for c in report.get("checks", []) if c["name"] in ("ddp", "suite")), {})
-    return ddp.get("log_tail", "")
+    ddp = report.check("ddp") or report.check("suite")
+    return ddp.log_tail if ddp else ""
 
 
-def run_multinode(box: Containers, image_id: str, options: SmokeOptions, gpus: str) -> dict:
+def run_multinode(
+    box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str
+) -> SmokeCheck:
     """DDP across two containers on a user-defined network: node 0 is the master."""
     name = f"gpuimages-smoke-{box.run_id}"
     box.network(name)
-    start = time.monotonic()
+    began = time.monotonic()
     nodes = []
     for rank in (0, 1):
         args = [
@@ -208,7 +197,8 @@ def run_multinode(box: Containers, image_id: str, options: SmokeOptions, gpus: s
             str(MASTER_PORT),
         ]
         nodes.append(
-            box.start(
+            start(
+                box,
                 image_id,
                 suite_argv(options, *args),
                 options,
@@ -218,36 +208,31 @@ def run_multinode(box: Containers, image_id: str, options: SmokeOptions, gpus: s
                 network=name,
             )
         )
-    results = [_wait(c, options.timeout_s + 120) for c in nodes]
-    duration = time.monotonic() - start
+    results = [_wait(box, c, options.timeout_s + 120) for c in nodes]
+    duration = time.monotonic() - began
     per_node = []
     for rank, (code, out, err) in enumerate(results):
-        report = _parse_suite(out)
-        ddp = next((c for c in (report or {}).get("checks", []) if c["name"] == "ddp"), None)
+        report = _suite_output(_parse_suite(out))
+        ddp = report.check("ddp") if report else None
         if code is None or ddp is None:
             return _failed(
                 "multinode_ddp", f"node {rank} did not report (exit {code})", err, duration
             )
         per_node.append(ddp)
-    failed = [i for i, d in enumerate(per_node) if d["status"] != "passed"]
+    failed = [i for i, d in enumerate(per_node) if d.status != "passed"]
     if failed:
         first = per_node[failed[0]]
         return _failed(
-            "multinode_ddp",
-            f"node {failed[0]}: {first['reason']}",
-            first.get("log_tail", ""),
-            duration,
+            "multinode_ddp", f"node {failed[0]}: {first.reason}", first.log_tail, duration
         )
-    figures = dict(per_node[0].get("figures") or {})
-    figures["nodes"] = 2
-    return {
-        "name": "multinode_ddp",
-        "status": "passed",
-        "duration_s": round(duration, 2),
-        "reason": f"2 containers on network {name}: " + per_node[0]["reason"],
-        "figures": figures,
-        "log_tail": per_node[0].get("log_tail", ""),
-    }
+    return SmokeCheck(
+        "multinode_ddp",
+        "passed",
+        f"2 containers on network {name}: " + per_node[0].reason,
+        round(duration, 2),
+        {**per_node[0].figures, "nodes": 2},
+        per_node[0].log_tail,
+    )
 
 
 def _major_minor(version: str | None) -> str | None:
@@ -266,7 +251,7 @@ def _cudnn_version(cudnn: str) -> str | None:
     return f"{raw // 1000}.{raw % 1000 // 100}.{raw % 100}"
 
 
-def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> dict:
+def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> SmokeCheck:
     """Truth in labels: image labels equal the variant's; what was found inside equals both."""
     problems = []
     for key, want in variant.labels().items():
@@ -294,14 +279,12 @@ def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> dict:
         want = variant.versions()[key]
         if value != want:
             problems.append(f"found {key} {value!r} inside, variant/labels say {want!r}")
-    return {
-        "name": "labels",
-        "status": "failed" if problems else "passed",
-        "reason": "; ".join(problems) or "labels equal the variant; found versions equal labels",
-        "duration_s": 0.0,
-        "figures": {"compared": sorted(seen)},
-        "log_tail": "",
-    }
+    return SmokeCheck(
+        "labels",
+        "failed" if problems else "passed",
+        "; ".join(problems) or "labels equal the variant; found versions equal labels",
+        figures={"compared": sorted(seen)},
+    )
 
 
 def smoke(
@@ -309,84 +292,39 @@ def smoke(
     options: SmokeOptions,
     *,
     client: docker.DockerClient | None = None,
-) -> dict:
+) -> SmokeReport:
     """Run every check against the image the variant's tag names; return the SmokeReport."""
-    client = client or docker.from_env(timeout=600)
+    client = client or engine_client()
     try:
         image = client.images.get(variant.tag)
     except docker.errors.ImageNotFound:
         raise GpuImagesError(
             f"{variant.tag} is not built here: run `invoke build --variant {variant.name}` first."
         ) from None
+    except SDK_ERRORS as exc:
+        raise GpuImagesError(f"could not inspect {variant.tag}: {sdk_message(exc)}") from None
     gpus = options.gpus_for(variant)
     started = time.monotonic()
     with tracked(client) as box:
         suite = run_suite(box, image.id, options, gpus)
-        checks = list(suite.get("checks", []))
-        ddp = next((c for c in checks if c["name"] == "ddp"), None)
-        if ddp and ddp["status"] == "failed" and not variant.is_cpu:
-            ddp["nccl_debug_log"] = nccl_debug_rerun(box, image.id, options, gpus)
-        checks.append(labels_check(variant, image.labels, suite.get("found") or {}))
+        checks = list(suite.checks)
+        ddp = suite.check("ddp")
+        if ddp and ddp.status == "failed" and not variant.is_cpu:
+            rerun = nccl_debug_rerun(box, image.id, options, gpus)
+            checks[checks.index(ddp)] = replace(ddp, nccl_debug_log=rerun)
+        checks.append(labels_check(variant, image.labels, suite.found))
         if options.multinode:
             checks.append(run_multinode(box, image.id, options, gpus))
-    failed = [c["name"] for c in checks if c["status"] == "failed"]
-    return {
-        "schema": SCHEMA,
-        "variant": variant.as_dict(),
-        "tag": variant.tag,
-        "image_id": image.id,
-        "status": "failed" if failed else "passed",
-        "failed_checks": failed,
-        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "duration_s": round(time.monotonic() - started, 2),
-        "host": {
-            "docker": client.version().get("Version"),
-            "gpus_requested": gpus,
-            "in_container": suite.get("host", {}),
-        },
-        "checks": checks,
-        "found": suite.get("found", {}),
-    }
-
-
-def write_reports(report: dict, path: Path) -> tuple[Path, Path]:
-    """The JSON report and a JUnit XML beside it (same stem) for CI test views."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    junit = path.with_suffix(".xml")
-    suite = ET.Element(
-        "testsuite",
-        name=f"smoke.{report['variant']['name']}",
-        tests=str(len(report["checks"])),
-        failures=str(sum(c["status"] == "failed" for c in report["checks"])),
-        skipped=str(sum(c["status"] == "skipped" for c in report["checks"])),
-        time=f"{report['duration_s']:.2f}",
+    with engine_errors("could not ask the Docker engine its version"):
+        engine_version = client.version().get("Version")
+    return SmokeReport(
+        variant=variant.as_dict(),
+        image_id=image.id,
+        status="failed" if any(c.status == "failed" for c in checks) else "passed",
+        checks=tuple(checks),
+        tag=variant.tag,
+        created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        duration_s=round(time.monotonic() - started, 2),
+        host={"docker": engine_version, "gpus_requested": gpus, "in_container": suite.host},
+        found=suite.found,
     )
-    for check in report["checks"]:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"smoke.{report['variant']['name']}",
-            name=check["name"],
-            time=f"{check.get('duration_s', 0):.2f}",
-        )
-        if check["status"] == "failed":
-            ET.SubElement(case, "failure", message=check["reason"][:500]).text = check.get(
-                "log_tail", ""
-            )
-        elif check["status"] == "skipped":
-            ET.SubElement(case, "skipped", message=check["reason"][:500])
-        if check.get("figures"):
-            ET.SubElement(case, "system-out").text = json.dumps(check["figures"], sort_keys=True)
-    ET.ElementTree(suite).write(junit, encoding="utf-8", xml_declaration=True)
-    return path, junit
-
-
-def report_path(variant: Variant, report: str | None, count: int) -> Path:
-    """--report is a file for one image, a folder for several; default reports/smoke/."""
-    if report is None:
-        return REPORT_DIR / f"{variant.name}.json"
-    p = Path(report)
-    if count > 1 or p.is_dir() or not p.suffix:
-        return p / f"{variant.name}.json"
-    return p

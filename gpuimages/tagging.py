@@ -11,21 +11,15 @@ import logging
 import docker
 import docker.errors
 
+from gpuimages.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
 from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.registry import Registry
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
 
-def registry_tag(variant: Variant, registry: str, name: str | None = None) -> str:
-    """'localhost:5000' + 'gpuimages/pytorch:X' -> 'localhost:5000/gpuimages/pytorch:X'."""
-    registry = registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
-    if not registry or " " in registry:
-        raise UserInputError(f"registry '{registry}' is not of the form HOST[:PORT][/NAMESPACE].")
-    return f"{registry}/{variant.repository}:{name or variant.name}"
-
-
-def alias_tags(variant: Variant, aliases: tuple[str, ...], registry: str | None) -> list[str]:
+def alias_tags(variant: Variant, aliases: tuple[str, ...], registry: Registry | None) -> list[str]:
     tags = []
     for alias in aliases:
         if not alias or ":" in alias or "/" in alias:
@@ -34,19 +28,19 @@ def alias_tags(variant: Variant, aliases: tuple[str, ...], registry: str | None)
             )
         tags.append(f"{variant.repository}:{alias}")
         if registry:
-            tags.append(registry_tag(variant, registry, alias))
+            tags.append(registry.tag_for(variant, alias))
     return tags
 
 
 def add_tags(
     variant: Variant,
     *,
-    registry: str | None = None,
+    registry: Registry | None = None,
     aliases: tuple[str, ...] = (),
     client: docker.DockerClient | None = None,
 ) -> list[str]:
     """Add the registry-prefixed tag and aliases to the image the variant's tag names."""
-    client = client or docker.from_env()
+    client = client or engine_client()
     try:
         image = client.images.get(variant.tag)
     except docker.errors.ImageNotFound:
@@ -54,11 +48,14 @@ def add_tags(
             f"{variant.tag} does not exist locally: build it first (invoke build --variant "
             f"{variant.name})."
         ) from None
-    wanted = ([registry_tag(variant, registry)] if registry else []) + alias_tags(
+    except SDK_ERRORS as exc:
+        raise GpuImagesError(f"could not inspect {variant.tag}: {sdk_message(exc)}") from None
+    wanted = ([registry.tag_for(variant)] if registry else []) + alias_tags(
         variant, aliases, registry
     )
     for tag in wanted:
         repo, name = tag.rsplit(":", 1)
-        image.tag(repo, name)
+        with engine_errors(f"could not tag {variant.tag} as {tag}"):
+            image.tag(repo, name)
         log.info("tagged %s -> %s", tag, image.id)
     return wanted

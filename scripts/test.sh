@@ -8,6 +8,7 @@ venv=$(bash scripts/bootstrap.sh)
 export PATH="$PWD/$venv/bin:$PATH"
 
 ruff check .
+ruff format --check .
 invoke render --check
 hadolint dockerfiles/*/Dockerfile
 python -m pytest "$@"

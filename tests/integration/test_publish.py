@@ -25,9 +25,6 @@ import docker.errors
 import pytest
 
 from gpuimages.manifest import capture_contents
-from gpuimages.publish import (
-    publish_release,
-)
 from gpuimages.registry import (
     Credentials,
     CredentialsRejected,
@@ -36,6 +33,7 @@ from gpuimages.registry import (
     RegistryApi,
     RetryPolicy,
 )
+from gpuimages.release import publish_release
 
 from .conftest import CPU_VARIANT, ROOT, free_port, start_registry, stop_registry
 

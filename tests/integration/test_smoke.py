@@ -83,7 +83,7 @@ def test_lying_label_fails_the_labels_check(client, cpu_build, matrix):
     dockerfile = f"FROM {cpu_build['image_id']}\nLABEL io.gpuimages.torch=9.9.9\n"
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=variant.tag, rm=True)
     try:
-        report = smoke(variant, SmokeOptions(multinode=False), client=client)
+        report = smoke(variant, SmokeOptions(multinode=False), client=client).as_dict()
         labels = checks(report)["labels"]
         assert report["status"] == "failed" and labels["status"] == "failed"
         assert "io.gpuimages.torch='9.9.9'" in labels["reason"]

@@ -33,9 +33,6 @@ from gpuimages.publish import (
     PublishResult,
     decide,
     read_push_stream,
-    read_report,
-    release_dir,
-    report_path_for,
     smoke_summary,
 )
 from gpuimages.registry import (
@@ -55,6 +52,8 @@ from gpuimages.registry import (
     same_digest,
     with_retries,
 )
+from gpuimages.release import release_dir
+from gpuimages.smoke_report import SmokeReport, SmokeReportError, find_report, report_path
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "2.13.0-cpu-runtime"
@@ -130,6 +129,14 @@ def test_gate_refusal_names_the_command_that_fixes_it(variant, tmp_path):
     assert f"invoke smoke --variant {NAME} --report {tmp_path / 'r.json'}" in d.reason
 
 
+def read_report(path):
+    """(report, None), (None, None) when missing, or (None, why) when unreadable."""
+    try:
+        return SmokeReport.read(path), None
+    except SmokeReportError as exc:
+        return None, None if exc.missing else exc.why
+
+
 def test_read_report_missing_bad_and_good(tmp_path, variant):
     assert read_report(tmp_path / "none.json") == (None, None)
     bad = tmp_path / "bad.json"
@@ -141,15 +148,35 @@ def test_read_report_missing_bad_and_good(tmp_path, variant):
     assert read_report(listed) == (None, "is not a JSON object")
     good = tmp_path / "good.json"
     good.write_text(json.dumps(report(variant)))
-    assert read_report(good)[0]["status"] == "passed"
+    assert read_report(good)[0].status == "passed"
 
 
 def test_report_path_is_dir_slash_name_or_a_given_file(variant, tmp_path):
-    assert report_path_for(variant, Path("reports/smoke")) == Path(f"reports/smoke/{NAME}.json")
-    assert report_path_for(variant, tmp_path / "one.json") == tmp_path / "one.json"
-    assert report_path_for(variant, tmp_path / "one.json", count=2) == (
+    assert report_path(variant, Path("reports/smoke")) == Path(f"reports/smoke/{NAME}.json")
+    assert report_path(variant, tmp_path / "one.json") == tmp_path / "one.json"
+    assert report_path(variant, tmp_path / "one.json", count=2) == (
         tmp_path / "one.json" / f"{NAME}.json"
     )
+
+
+def test_publish_finds_the_report_wherever_smoke_wrote_it(variant, tmp_path):
+    """`smoke --report out/smoke.json` then `publish --reports out` (or --report FILE)."""
+    written = report_path(variant, tmp_path / "smoke.json")
+    written.write_text(json.dumps(report(variant, created="2026-01-01T00:00:00+00:00")))
+    (tmp_path / "other.json").write_text(json.dumps({**report(variant), "schema": 2}))
+    assert find_report(variant, tmp_path) == written
+    assert find_report(variant, written) == written
+    assert find_report(variant, tmp_path / "empty") == tmp_path / "empty" / f"{NAME}.json"
+    named = report_path(variant, tmp_path)
+    named.write_text(json.dumps(report(variant)))
+    assert find_report(variant, tmp_path) == named  # <name>.json first
+
+
+def test_a_suite_output_is_not_a_smoke_report(tmp_path):
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps({"schema": 1, "passed": True, "checks": []}))
+    with pytest.raises(SmokeReportError, match="in-image suite's output"):
+        SmokeReport.read(path)
 
 
 # -------------------------------------------------------------------------- retries
@@ -555,7 +582,9 @@ def _manifest(variant) -> ReleaseManifest:
         size_bytes=1_110_000_000,
         compressed_bytes=412_000_000,
     )
-    decision = GateDecision(variant, True, "", IMAGE, Path("r.json"), report(variant))
+    decision = GateDecision(
+        variant, True, "", IMAGE, Path("r.json"), SmokeReport.from_dict(report(variant))
+    )
     ok.smoke = smoke_summary(decision)
     refused = PublishResult(
         replace(variant, flavor="devel"), "refused", "no smoke report at x | y: run it\nplease"

@@ -8,7 +8,8 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from gpuimages.errors import UserInputError
-from gpuimages.smoke import device_requests, labels_check, report_path, write_reports
+from gpuimages.smoke import device_requests, labels_check
+from gpuimages.smoke_report import SmokeReport, report_path
 from gpuimages.variant import VariantRequest, resolve
 
 
@@ -36,7 +37,7 @@ def test_labels_check_passes_on_truth(gpu):
         "torchvision": "0.13.0+cu113",
     }
     check = labels_check(gpu, gpu.labels(), found)
-    assert check["status"] == "passed", check["reason"]
+    assert check.status == "passed", check.reason
 
 
 def test_labels_check_names_each_lie(gpu):
@@ -48,13 +49,16 @@ def test_labels_check_names_each_lie(gpu):
         "cudnn": 8302,
         "torchvision": "0.13.0+cu116",
     }
-    reason = labels_check(gpu, labels, found)["reason"]
+    reason = labels_check(gpu, labels, found).reason
     assert "label io.gpuimages.cuda='11.6'" in reason
     assert "found cuda '11.6' inside" in reason
 
 
 def test_reports_json_and_junit(tmp_path, gpu):
     report = {
+        "schema": 1,
+        "image_id": "sha256:" + "ab" * 32,
+        "status": "failed",
         "variant": gpu.as_dict(),
         "duration_s": 3.0,
         "checks": [
@@ -70,7 +74,7 @@ def test_reports_json_and_junit(tmp_path, gpu):
             {"name": "torch", "status": "passed", "reason": "ok", "duration_s": 1},
         ],
     }
-    path, junit = write_reports(report, tmp_path / "r" / "x.json")
+    path, junit = SmokeReport.from_dict(report).write(tmp_path / "r" / "x.json")
     assert path.exists()
     root = ET.parse(junit).getroot()
     assert root.get("tests") == "3" and root.get("failures") == "1" and root.get("skipped") == "1"

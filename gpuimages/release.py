@@ -1,0 +1,147 @@
+"""The whole release run: registry, gate and push (publish.py), then the manifest.
+
+publish.py and manifest.py are leaves that know nothing of each other; this module
+strings them together, starts a local registry when none is configured, and writes
+reports/release/<UTC time>/manifest.{json,md} (plus $GITHUB_STEP_SUMMARY).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from gpuimages.engine import engine_client
+from gpuimages.errors import CommandError, GpuImagesError, UserInputError
+from gpuimages.manifest import build_manifest, write_manifest
+from gpuimages.paths import RELEASE_DIR, SCRIPTS, SMOKE_REPORTS
+from gpuimages.publish import PublishResult, publish
+from gpuimages.registry import Registry, RetryPolicy, resolve_credentials
+from gpuimages.runner import run
+from gpuimages.variant import Variant
+
+log = logging.getLogger(__name__)
+
+LOCAL_REGISTRY_PORT = 5000
+
+
+def ensure_local_registry(
+    port: int = LOCAL_REGISTRY_PORT, state_dir: Path | None = None
+) -> Registry:
+    """Start (or reuse) a registry on 127.0.0.1:port with scripts/start-registry.sh."""
+    argv = ["bash", str(SCRIPTS / "start-registry.sh"), "--port", str(port)]
+    if state_dir is not None:
+        argv += ["--dir", str(state_dir)]
+    try:
+        result = run(argv, what="starting the local registry", timeout=600)
+    except CommandError as exc:
+        raise GpuImagesError(
+            f"no registry is configured and a local one on 127.0.0.1:{port} could not be "
+            f"started: {exc}"
+        ) from None
+    url = next(
+        (ln for ln in reversed(result.tail.splitlines()) if ln.startswith("http")),
+        f"http://127.0.0.1:{port}",
+    )
+    return Registry.parse(url)
+
+
+@dataclass(frozen=True)
+class PublishRun:
+    registry: Registry
+    results: list[PublishResult]
+    manifest_json: Path | None
+    manifest_md: Path | None
+    started_local_registry: bool
+
+    @property
+    def not_published(self) -> list[PublishResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def registry_notes(run: PublishRun, *, configured: bool, dry_run: bool, matrix: Path) -> list[str]:
+    """What the user should know about a registry they did not name."""
+    if dry_run and not configured:
+        return [
+            f"no registry configured: a real run starts a local registry on {run.registry.host}"
+        ]
+    if run.started_local_registry:
+        return [
+            f"no registry configured (--registry, or `registry:` in {matrix}): started a local "
+            f"registry at {run.registry.url} (scripts/start-registry.sh)"
+        ]
+    return []
+
+
+def release_dir(root: Path, now: dt.datetime | None = None) -> Path:
+    """reports/release/<UTC timestamp>/ (a -N suffix when two runs share a second)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    stamp = now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path, n = root / stamp, 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{n}"
+    return path
+
+
+def publish_release(
+    variants: Iterable[Variant],
+    *,
+    registry: Registry | str | None,
+    reports: Path = SMOKE_REPORTS,
+    report: Path | None = None,
+    release_root: Path = RELEASE_DIR,
+    dry_run: bool = False,
+    policy: RetryPolicy | None = None,
+    client: docker.DockerClient | None = None,
+    env: Mapping[str, str] = os.environ,
+    local_port: int = LOCAL_REGISTRY_PORT,
+) -> PublishRun:
+    """Gate, push, verify and write the release manifest (plus $GITHUB_STEP_SUMMARY)."""
+    variants = tuple(variants)
+    if report is not None:
+        if len(variants) != 1 or report.is_dir():
+            raise UserInputError(
+                f"--report {report} is one image's smoke report file, for one variant "
+                f"({len(variants)} selected): use --reports DIR for several."
+            )
+        reports = report
+    policy = policy or RetryPolicy.from_env(env)
+    started = False
+    if registry:
+        target = registry if isinstance(registry, Registry) else Registry.parse(registry)
+    elif dry_run:
+        target = Registry.parse(f"127.0.0.1:{local_port}")
+    else:
+        log.info(
+            "no registry configured (no --registry, matrix.yaml registry: null): starting a "
+            "local one on 127.0.0.1:%d",
+            local_port,
+        )
+        target = ensure_local_registry(local_port)
+        started = True
+    credentials = resolve_credentials(target.host, env)
+    if credentials:
+        log.info("registry credentials: %s", credentials)  # user and source, never the password
+    client = client or engine_client(timeout=900)
+    results = publish(
+        variants,
+        registry=target,
+        reports=reports,
+        client=client,
+        credentials=credentials,
+        policy=policy,
+        dry_run=dry_run,
+    )
+    if dry_run:
+        return PublishRun(target, results, None, None, started)
+    manifest = build_manifest(results, registry=target, client=client)
+    out = release_dir(release_root)
+    json_path, md_path = write_manifest(manifest, out, step_summary=env.get("GITHUB_STEP_SUMMARY"))
+    return PublishRun(target, results, json_path, md_path, started)

@@ -1,0 +1,59 @@
+"""Registry strings and package sources are parsed once, so every task agrees on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpuimages import launch
+from gpuimages.compat import load_compat
+from gpuimages.errors import UserInputError
+from gpuimages.matrix import parse_matrix
+from gpuimages.registry import Registry
+from gpuimages.select import Selection
+from gpuimages.sources import PackageSources
+from gpuimages.tagging import alias_tags
+
+ENTRY = {"axes": [{"torch": "2.13.0", "cuda": "cpu"}]}
+
+
+def matrix_of(**top):
+    return parse_matrix({**ENTRY, **top}, Path("m.yaml"), load_compat())
+
+
+def test_the_matrix_registry_and_sources_are_typed_at_load(tmp_path):
+    m = matrix_of(registry="127.0.0.1:5000/team", sources={"wheelhouse": str(tmp_path)})
+    assert m.registry == Registry("127.0.0.1:5000", "team", "http")
+    assert m.sources == PackageSources(wheelhouse=tmp_path)
+    with pytest.raises(UserInputError, match=r"m\.yaml: registry: registry .a b/c. is not"):
+        matrix_of(registry="a b/c")
+    with pytest.raises(UserInputError, match="carries credentials"):
+        matrix_of(sources={"pip_index_url": "https://u:p@mirror/simple"})
+
+
+@pytest.mark.parametrize("bad", ["a b", "user@host", "host:port:x", "ftp://host"])
+def test_tag_launch_and_publish_refuse_the_same_registries(bad, tmp_path):
+    with pytest.raises(UserInputError):
+        Registry.parse(bad)  # publish
+    with pytest.raises(UserInputError):
+        Registry.choose(bad, None)  # tag
+    selection = Selection.from_options(
+        {"variant": "2.13.0-cpu-runtime", "matrix": Path(__file__).parents[2] / "matrix.yaml"}
+    )
+    with pytest.raises(UserInputError):
+        launch.plan_from_options(
+            selection, nodes=2, gpus_per_node=1, master_addr="10.0.0.1", registry=bad
+        )
+
+
+def test_tags_come_from_the_parsed_registry():
+    m = matrix_of(registry="https://ghcr.io/team/")
+    [variant] = m.variants
+    assert Registry.choose(None, m.registry).tag_for(variant) == (
+        f"ghcr.io/team/gpuimages/pytorch:{variant.name}"
+    )
+    assert alias_tags(variant, ("latest",), m.registry) == [
+        "gpuimages/pytorch:latest",
+        "ghcr.io/team/gpuimages/pytorch:latest",
+    ]
