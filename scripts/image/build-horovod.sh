@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds Horovod VERSION from its sdist against the torch already in /opt/venv, applies
 # the named fixes from the compatibility data, and installs the wheel into /opt/venv.
-# Usage: build-horovod.sh VERSION [FIX ...]     fixes: cxx17
+# Usage: build-horovod.sh VERSION [FIX ...]     fixes: cxx17, cxx20
 # HOROVOD_* build switches come from the environment (set by the Dockerfile);
 # GPUIMAGES_VENV and GPUIMAGES_WHEELHOUSE default to the image's /opt/venv and /wheelhouse.
 set -euo pipefail
@@ -25,14 +25,16 @@ src=$work/horovod-${version}
 
 for fix in "$@"; do
   case "$fix" in
-    cxx17)
-      # torch >= 2.1 headers need C++17; Horovod 0.28.1 asks CMake for C++14 in these two.
+    cxx17|cxx20)
+      # torch >= 2.1 headers need C++17, torch >= 2.14 C++20; Horovod 0.28.1 asks CMake
+      # for C++14 in these two files.
+      std=${fix#cxx}
       files=("$src/CMakeLists.txt" "$src/horovod/torch/CMakeLists.txt")
-      sed -i 's/set(CMAKE_CXX_STANDARD 14)/set(CMAKE_CXX_STANDARD 17)/' "${files[@]}"
+      sed -i "s/set(CMAKE_CXX_STANDARD 14)/set(CMAKE_CXX_STANDARD $std)/" "${files[@]}"
       if grep -q 'set(CMAKE_CXX_STANDARD 14)' "${files[@]}"; then
-        echo "build-horovod: fix cxx17 did not apply" >&2; exit 1
+        echo "build-horovod: fix $fix did not apply" >&2; exit 1
       fi
-      echo "build-horovod: applied fix cxx17 (CMAKE_CXX_STANDARD 14 -> 17)"
+      echo "build-horovod: applied fix $fix (CMAKE_CXX_STANDARD 14 -> $std)"
       ;;
     *) echo "build-horovod: unknown fix '$fix'" >&2; exit 2 ;;
   esac

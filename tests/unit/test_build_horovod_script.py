@@ -79,7 +79,13 @@ def test_compiler_error_lines_are_shown(venv, tmp_path):
     assert "noise line" not in report
 
 
-def test_unknown_fix_is_refused(venv, tmp_path):
+def test_cxx20_raises_the_standard_for_torch_2_14(venv, tmp_path):
     sdist(tmp_path, "9.9.9")
     r = run_script(venv, tmp_path, "cxx20")
-    assert r.returncode == 2 and "unknown fix 'cxx20'" in r.stderr
+    assert "applied fix cxx20 (CMAKE_CXX_STANDARD 14 -> 20)" in r.stdout
+
+
+def test_unknown_fix_is_refused(venv, tmp_path):
+    sdist(tmp_path, "9.9.9")
+    r = run_script(venv, tmp_path, "cxx23")
+    assert r.returncode == 2 and "unknown fix 'cxx23'" in r.stderr

@@ -129,7 +129,7 @@ TABLE = [
     ({"torch": "2.14.1", "cuda": "13.0", "os": "ubuntu18.04"}, NO, ["valid: debian12"], "EOL OS"),
     ({"torch": "2.7.1", "cuda": "11.8", "os": "ubuntu18.04", "base": "nvidia"}, NO, ["glibc >= 2.28"], "I11: >=2.7 needs 2.28"),
     # --- Horovod [HVD] ------------------------------------------------------------------
-    ({"torch": "2.14.1", "cuda": "13.0", "horovod": "0.28.1"}, OK, "-horovod0.28.1", "HVD + cxx17"),
+    ({"torch": "2.14.1", "cuda": "13.0", "horovod": "0.28.1"}, OK, "-horovod0.28.1", "HVD + cxx20"),
     ({"torch": "2.1.2", "cuda": "11.8", "horovod": "0.28.0"}, NO, ["does not build"], "HVD #3996"),
     ({"torch": "1.12.0", "cuda": "11.3", "horovod": "0.28.0"}, OK, "-horovod0.28.0", "HVD 0.28.0"),
     ({"torch": "2.14.1", "cuda": "13.0", "horovod": "latest"}, NO, ["known: "], "nonsense"),

@@ -330,7 +330,7 @@ def test_check_says_horovod_is_patched_not_upstream(compat):
 
     v = resolve(VariantRequest("2.14.1", "13.0", horovod="0.28.1"), compat)
     (note,) = [w for w in warnings_for(v, compat) if "Horovod" in w]
-    assert "our patch (cxx17)" in note and "not upstream-supported" in note
+    assert "our patch (cxx20)" in note and "not upstream-supported" in note
     old = resolve(VariantRequest("1.12.0", "11.3", horovod="0.28.1"), compat)
     assert not [w for w in warnings_for(old, compat) if "Horovod" in w]
 
