@@ -661,3 +661,36 @@ def compat_task(c, action, index=None, pypi=None, write=False):
     from gpuimages import compatsync
 
     print(compatsync.run_cli(action, index=index, pypi=pypi, write=write))
+
+
+# --- promote: tested digests from staging to the public repository (issue 14) -----------
+@task(
+    name="promote",
+    auto_shortflags=False,
+    iterable=["variant", "manifest"],
+    help={
+        "from": "staging registry HOST[:PORT]/NAMESPACE the images were published to",
+        "to": "public registry HOST[:PORT]/NAMESPACE to copy them to",
+        "variant": "a variant name (repeatable; default: every one the manifests record)",
+        "manifest": "release manifest file or folder (repeatable; default reports/release)",
+        "dry_run": "check the evidence and the staging digests; copy nothing",
+        "tries": "tries per registry request on transient errors (default 4)",
+        "backoff": "seconds before the first retry, doubling (default 1)",
+    },
+)
+@guarded
+def promote_task(
+    c, from_=None, to=None, variant=None, manifest=None, dry_run=False, tries=None, backoff=None
+):
+    """Copy smoke-tested digests from staging to the public registry (no rebuild, no pull)."""
+    from gpuimages import promote
+
+    promote.main(
+        source=from_,
+        dest=to,
+        variants=variant,
+        manifests=manifest,
+        dry_run=dry_run,
+        tries=tries,
+        backoff=backoff,
+    )

@@ -31,6 +31,7 @@ import requests.exceptions
 
 from gpuimages.engine import SCRIPTS
 from gpuimages.errors import CommandError, GpuImagesError
+from gpuimages.evidence import evidence_key
 from gpuimages.registry import (
     Credentials,
     CredentialsRejected,
@@ -509,7 +510,9 @@ def publish_release(
     )
     if dry_run:
         return PublishRun(target, results, None, None, started)
-    manifest = build_manifest(results, registry=target, client=client)
+    manifest = build_manifest(
+        results, registry=target, client=client, evidence_key=evidence_key(env)
+    )
     out = release_dir(release_root)
     json_path, md_path = write_manifest(manifest, out, step_summary=env.get("GITHUB_STEP_SUMMARY"))
     return PublishRun(target, results, json_path, md_path, started)
