@@ -60,6 +60,9 @@ VARIANT_HELP = {
     "local_base": "CPU variants: use a local debootstrap Debian base (no registry pull)",
     "start_engine": "start a Docker engine (as root) when none answers",
     "report": "report path (build: build/reports/build-report.json; smoke: reports/smoke/)",
+    "cache_to": "registry cache target, e.g. REG/NS/gpuimages/pytorch:{variant} (inline cache "
+    "without buildx: it reaches REF when the tested image is pushed there)",
+    "cache_from": "registry cache source image reference ('{variant}' allowed)",
     "dest": "wheelhouse directory (default wheelhouse)",
     "registry": "registry prefix HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry)",
     "alias": "extra tag name in the same repository, e.g. latest (repeatable)",
@@ -185,6 +188,8 @@ def _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horo
         "local_base",
         "start_engine",
         "report",
+        "cache_to",
+        "cache_from",
     ),
 )
 @guarded
@@ -213,6 +218,8 @@ def build(
     local_base=False,
     start_engine=False,
     report=BUILD_REPORT,
+    cache_to=None,
+    cache_from=None,
 ):
     """Build images: `invoke build --torch 1.12.0 --cuda 11.3`, `--all`, or `--variant NAME`."""
     m, variants = _selected(matrix, all, variant, torch, cuda, cudnn, flavor, python, os, horovod)
@@ -248,6 +255,8 @@ def build(
             jobs=jobs,
             on_line=lambda v, line: progress.line(v.name, line),
             on_done=lambda r: progress.done(r.variant.name, r.status),
+            cache_to=cache_to,
+            cache_from=cache_from,
         )
     path = write_report(results, Path(report))
     ui.console.print(ui.build_table(results))
