@@ -86,3 +86,11 @@ def publish(session: nox.Session, variant: str) -> None:
     # Credentials: GPUIMAGES_REGISTRY_USER / GPUIMAGES_REGISTRY_PASSWORD, or docker login.
     session.install("-e", ".")
     session.run("invoke", "publish", "--variant", variant, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def promote(session: nox.Session) -> None:
+    """Copy smoke-tested digests from staging to the public registry (no rebuild)."""
+    # Options after `--`: --from REG/NS --to REG/NS [--variant NAME] [--manifest DIR].
+    session.install("-e", ".")
+    session.run("invoke", "promote", *session.posargs)
