@@ -1,6 +1,8 @@
 """nox sessions: the same steps as the invoke tasks, each in its own venv, for CI runners.
 
-`nox` runs lint, tests and render_check; `nox -l` lists every session.
+`nox` runs lint, tests and render_check; `nox -s ci` runs exactly what CI runs (.ci/run);
+`nox -l` lists every session. Per-variant sessions are named by the variant:
+`nox -s "build(2.13.0-cpu-runtime)"`.
 """
 
 from __future__ import annotations
@@ -32,14 +34,20 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     dockerfiles = sorted(str(p) for p in Path("dockerfiles").glob("*/Dockerfile"))
-    session.run("hadolint", *dockerfiles)
+    session.run("hadolint", *dockerfiles, "tests/integration/registry/Dockerfile")
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """pytest; pass extra pytest arguments after `--` (e.g. `-m "not docker"`)."""
     session.install("-e", ".[dev]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *session.posargs)  # --strict-markers: pyproject addopts
+
+
+@nox.session(venv_backend="none")
+def ci(session: nox.Session) -> None:
+    """Exactly what CI runs: .ci/run (the README's test command, Docker tests required)."""
+    session.run("bash", ".ci/run", *session.posargs, external=True)
 
 
 @nox.session(python=PYTHON)
@@ -49,14 +57,14 @@ def render_check(session: nox.Session) -> None:
     session.run("invoke", "render", "--check")
 
 
-# Per-variant sessions for GPU CI runners, e.g.
-#   nox -s "build(variant='1.12.0-cuda11.3-cudnn8-runtime')"
-#   nox -s "smoke(variant='1.12.0-cuda11.3-cudnn8-runtime')" -- --require-gpus 2
+# Per-variant sessions for GPU CI runners, named by the variant, e.g.
+#   nox -s "build(1.12.0-cuda11.3-cudnn8-runtime)"
+#   nox -s "smoke(1.12.0-cuda11.3-cudnn8-runtime)" -- --require-gpus 2
 # Extra arguments after `--` go to the invoke task.
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("variant", VARIANTS)
+@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def build(session: nox.Session, variant: str) -> None:
     """Build one variant's image (BuildKit)."""
     session.install("-e", ".")
@@ -64,7 +72,7 @@ def build(session: nox.Session, variant: str) -> None:
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("variant", VARIANTS)
+@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def smoke(session: nox.Session, variant: str) -> None:
     """Smoke-test one built variant; reports in reports/smoke/ (JSON + JUnit XML)."""
     session.install("-e", ".")
@@ -72,10 +80,18 @@ def smoke(session: nox.Session, variant: str) -> None:
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("variant", VARIANTS)
+@nox.parametrize("variant", VARIANTS, ids=VARIANTS)
 def publish(session: nox.Session, variant: str) -> None:
     """Push one smoke-tested variant; release manifest in reports/release/<UTC time>/."""
     # Extra `invoke publish` options after `--`, e.g. `-- --registry ghcr.io/my-org`.
     # Credentials: GPUIMAGES_REGISTRY_USER / GPUIMAGES_REGISTRY_PASSWORD, or docker login.
     session.install("-e", ".")
     session.run("invoke", "publish", "--variant", variant, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def promote(session: nox.Session) -> None:
+    """Copy smoke-tested digests from staging to the public registry (no rebuild)."""
+    # Options after `--`: --from REG/NS --to REG/NS [--variant NAME] [--manifest DIR].
+    session.install("-e", ".")
+    session.run("invoke", "promote", *session.posargs)

@@ -109,6 +109,8 @@ def build(
     local_base=False,
     start_engine=False,
     report=str(BUILD_REPORT),
+    cache_to=None,
+    cache_from=None,
 ):
     """Build images: `invoke build --torch 1.12.0 --cuda 11.3`, `--all`, or `--variant NAME`."""
     m, variants = selection.variants()
@@ -143,6 +145,8 @@ def build(
             jobs=jobs,
             on_line=lambda v, line: progress.line(v.name, line),
             on_done=lambda r: progress.done(r.variant.name, r.status),
+            cache_to=cache_to,
+            cache_from=cache_from,
         )
     ui.print_builds(results, write_report(results, Path(report)))
     failed = [r.variant.name for r in results if not r.ok]
@@ -370,3 +374,28 @@ def compat_task(c, action, index=None, pypi=None, write=False):
     from gpuimages import compatsync
 
     guarded(lambda: print(compatsync.run_cli(action, index=index, pypi=pypi, write=write)))()
+
+
+# --- promote: tested digests from staging to the public repository (issue 14) -----------
+@task(
+    name="promote",
+    auto_shortflags=False,
+    iterable=["variant", "manifest"],
+    help={
+        "from": "staging registry HOST[:PORT]/NAMESPACE the images were published to",
+        "to": "public registry HOST[:PORT]/NAMESPACE to copy them to",
+        "variant": "a variant name (repeatable; default: every one the manifests record)",
+        "manifest": "release manifest file or folder (repeatable; default reports/release)",
+        "dry_run": "check the evidence and the staging digests; copy nothing",
+        "tries": "tries per registry request on transient errors (default 4)",
+        "backoff": "seconds before the first retry, doubling (default 1)",
+    },
+)
+def promote_task(
+    c, from_=None, to=None, variant=None, manifest=None, dry_run=False, tries=None, backoff=None
+):
+    """Copy smoke-tested digests from staging to the public registry (no rebuild, no pull)."""
+    from gpuimages import promote
+
+    options = {"source": from_, "dest": to, "variants": variant, "manifests": manifest}
+    guarded(lambda: promote.main(**options, dry_run=dry_run, tries=tries, backoff=backoff))()

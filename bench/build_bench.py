@@ -32,8 +32,9 @@ from pathlib import Path
 import docker
 
 from gpuimages.build import MB, PackageSources, build_many
-from gpuimages.engine import LOCAL_BASE, ROOT, find_docker_cli
+from gpuimages.engine import LOCAL_BASE, find_docker_cli
 from gpuimages.matrix import load_matrix
+from gpuimages.paths import ROOT
 from gpuimages.render import render_all
 
 RUNTIME = "2.13.0-cpu-runtime"

@@ -30,8 +30,9 @@ import docker
 from build_bench import TOUCHED, fresh_base, timed_build
 
 from gpuimages.build import MB, PackageSources
-from gpuimages.engine import LOCAL_BASE, ROOT, find_docker_cli
+from gpuimages.engine import LOCAL_BASE, find_docker_cli
 from gpuimages.matrix import load_matrix
+from gpuimages.paths import ROOT
 from gpuimages.render import render_all
 
 RUNTIME = "2.14.1-cuda13.0-cudnn9-runtime"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from gpuimages.engine import ROOT
 from gpuimages.matrix import load_matrix
+from gpuimages.paths import ROOT
 from gpuimages.smoke import SmokeOptions, smoke
 
 

@@ -24,6 +24,7 @@ from typing import Literal
 import docker
 import docker.errors
 
+from gpuimages.buildcache import BuildCache
 from gpuimages.engine import DockerCli, engine_client, engine_errors
 from gpuimages.errors import CommandError, GpuImagesError
 from gpuimages.paths import ROOT, git_revision
@@ -55,6 +56,7 @@ class BuildResult:
     error: str | None = None
     failed_step: str | None = None
     layers: list[dict[str, object]] = field(default_factory=list)
+    cache: dict[str, object] | None = None  # the registry cache used, if any (cache_flags)
 
     @property
     def ok(self) -> bool:
@@ -183,10 +185,12 @@ def build_one(
     on_line: Callable[[str], None] | None = None,
     revision: str | None = None,
     extra_args: tuple[str, ...] = (),
+    cache: BuildCache | None = None,
 ) -> BuildResult:
     dockerfile = dockerfiles / variant.name / "Dockerfile"
     log_path = work_dir / "logs" / f"{variant.name}.log"
     result = BuildResult(variant, "failed", log_path=log_path)
+    cache_argv, result.cache = cache_flags(cache, cli, variant)
     if not dockerfile.is_file():
         result.error = f"{dockerfile} is missing: run `invoke render` first."
         return result
@@ -210,7 +214,7 @@ def build_one(
         argv += ["--secret", f"id=ca-bundle,src={sources.ca_bundle}"]
     for key, value in sorted(build_labels(variant, revision).items()):
         argv += ["--label", f"{key}={value}"]
-    argv += [*extra_args, str(ctx)]
+    argv += [*cache_argv, *extra_args, str(ctx)]
 
     start = time.monotonic()
     try:
@@ -254,6 +258,19 @@ def build_one(
     return result
 
 
+def cache_flags(
+    cache: BuildCache | None, cli: DockerCli, variant: Variant
+) -> tuple[list[str], dict[str, object] | None]:
+    """The docker CLI's registry-cache flags for this client, and what the report says.
+
+    With buildx: a `type=registry,mode=max` cache image; with a pre-23 client: the inline
+    cache (gpuimages/buildcache.py).
+    """
+    if cache is None:
+        return [], None
+    return cache.argv(variant, cli.buildx), cache.report(variant, cli.buildx)
+
+
 def build_many(
     variants: tuple[Variant, ...],
     cli: DockerCli,
@@ -264,8 +281,15 @@ def build_many(
     jobs: int = 1,
     on_line: Callable[[Variant, str], None] | None = None,
     on_done: Callable[[BuildResult], None] | None = None,
+    cache_to: str | None = None,
+    cache_from: str | None = None,
 ) -> list[BuildResult]:
-    """Build independent variants, `jobs` at a time; results in the variants' order."""
+    """Build independent variants, `jobs` at a time; results in the variants' order.
+
+    cache_to / cache_from: image references for BuildKit's registry cache ('{variant}' is
+    replaced by each variant's name).
+    """
+    cache = BuildCache.from_options(cache_to, cache_from)
     sources.validate()
     if sources.offline and sources.wheelhouse:
         # An offline build would only fail minutes in, at pip: name the missing wheel now.
@@ -289,6 +313,7 @@ def build_many(
                 client=client,
                 on_line=line_cb,
                 revision=revision,
+                cache=cache,
             )
         except GpuImagesError as exc:
             res = BuildResult(variant, "failed", error=str(exc))

@@ -20,6 +20,7 @@ from typing import Any
 
 import docker
 
+from gpuimages import evidence
 from gpuimages.container import tracked
 from gpuimages.errors import GpuImagesError
 from gpuimages.paths import git_revision
@@ -227,11 +228,17 @@ def build_manifest(
     registry: Registry,
     client: docker.DockerClient | None,
     now: dt.datetime | None = None,
+    evidence_key: bytes | None = None,
 ) -> ReleaseManifest:
-    """One entry per image; contents captured for every vetted image (published or not)."""
+    """One entry per image; contents captured for every vetted image (published or not).
+
+    With an evidence key, each published entry is signed (gpuimages/evidence.py).
+    """
     images = []
     for result in results:
         entry = result.as_dict()
+        if evidence_key and result.status == "published":
+            entry["evidence"] = evidence.sign(entry, evidence_key)
         if client is not None and result.status in ("published", "failed") and result.image_id:
             entry["contents"] = capture_contents(client, result.image_id).as_dict()
         else:

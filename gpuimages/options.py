@@ -43,6 +43,9 @@ HELP: dict[str, str] = {
     "(no registry pull)",
     "start_engine": "start a Docker engine (as root) when none answers",
     "report": f"report path (build: {BUILD_REPORT}; smoke: {SMOKE_REPORTS}/)",
+    "cache_to": "registry cache target, e.g. REG/NS/gpuimages/pytorch:{variant} (inline cache "
+    "without buildx: it reaches REF when the tested image is pushed there)",
+    "cache_from": "registry cache source image reference ('{variant}' allowed)",
     "dest": f"wheelhouse directory (default {WHEELHOUSE})",
     "registry": "registry prefix HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry)",
     "alias": "extra tag name in the same repository, e.g. latest (repeatable)",

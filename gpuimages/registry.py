@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from gpuimages.errors import GpuImagesError, UserInputError
 from gpuimages.runner import mask
@@ -366,8 +366,17 @@ class RemoteManifest:
     config_digest: str | None = None  # the image id, for a single-platform image
 
 
+@dataclass(frozen=True)
+class RawManifest:
+    """A manifest as the registry stores it: what a copy puts unchanged elsewhere."""
+
+    digest: str
+    media_type: str
+    body: bytes = field(repr=False)
+
+
 class RegistryApi:
-    """The registry's HTTP API v2: ping and manifest digests, with basic or token auth."""
+    """The registry's HTTP API v2 with basic or token auth: ping, manifests, blobs."""
 
     def __init__(
         self,
@@ -383,7 +392,8 @@ class RegistryApi:
         if is_loopback(registry.host):
             handlers.append(urllib.request.ProxyHandler({}))  # never proxy 127.0.0.1
         self._opener = urllib.request.build_opener(*handlers)
-        self._auth: str | None = None
+        self._auth: str | None = None  # Basic: one header for every request
+        self._tokens: dict[str, str] = {}  # Bearer: one token per scope
 
     @property
     def who(self) -> str:
@@ -395,12 +405,23 @@ class RegistryApi:
         return (c.password, c.basic_header().split()[1]) if c else ()
 
     def _send(
-        self, method: str, url: str, headers: Mapping[str, str]
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        req = urllib.request.Request(url, method=method, headers=dict(headers))
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        data: bytes | BinaryIO | None = None,
+        *,
+        stream: bool = False,
+    ) -> tuple[int, Mapping[str, str], Any]:
+        """One HTTP exchange; the body as bytes, or the open response when stream=True."""
+        plain = {k: v for k, v in headers.items() if k != "Authorization"}
+        req = urllib.request.Request(url, data=data, method=method, headers=plain)
+        if "Authorization" in headers:
+            # Not carried over a redirect: blob GETs are sent on to storage (S3, a CDN)
+            # that must not see the registry's credentials.
+            req.add_unredirected_header("Authorization", headers["Authorization"])
         try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
-                return resp.status, resp.headers, resp.read()
+            resp = self._opener.open(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             body = exc.read() if exc.fp else b""
             return exc.code, exc.headers, body
@@ -412,6 +433,15 @@ class RegistryApi:
             ):
                 raise TransientRegistryError(text) from None
             raise PublishError(text) from None
+        if stream:
+            return resp.status, resp.headers, resp
+        with resp:
+            try:
+                return resp.status, resp.headers, resp.read()
+            except OSError as exc:
+                raise TransientRegistryError(
+                    mask(f"{url} broke off its answer ({exc})", self._secrets())
+                ) from None
 
     def _token(self, challenge: str, scope_hint: str | None) -> str:
         params = parse_challenge(challenge)
@@ -447,30 +477,57 @@ class RegistryApi:
             f"registry rejected the credentials for {self.who} (from {self.credentials.source})."
         )
 
-    def get(
-        self, path: str, headers: Mapping[str, str] | None = None, scope: str | None = None
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """GET url; answer a 401 challenge once (Basic or Bearer token), then retry."""
-        url = f"{self.registry.url}{path}"
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        data: bytes | BinaryIO | None = None,
+        scope: str | None = None,
+        stream: bool = False,
+    ) -> tuple[int, Mapping[str, str], Any]:
+        """method on a path ('/v2/...') or a full URL (an upload's Location).
+
+        A 401 challenge is answered once (Basic, or a Bearer token for `scope`, kept per
+        scope) and the request sent again; a body that is a stream cannot be sent twice, so
+        stream only after an earlier request with the same scope has authenticated.
+        """
+        url = target if "://" in target else f"{self.registry.url}{target}"
         base = dict(headers or {})
-        auth = {"Authorization": self._auth} if self._auth else {}
-        status, resp_headers, body = self._send("GET", url, {**base, **auth})
+        auth = self._authorization(scope)
+        first = {**base, "Authorization": auth} if auth else base
+        status, resp_headers, body = self._send(method, url, first, data, stream=stream)
         if status == 401:
+            if stream and hasattr(body, "close"):
+                body.close()
             challenge = resp_headers.get("WWW-Authenticate", "")
             if challenge.lower().startswith("bearer"):
-                self._auth = self._token(challenge, scope)
+                self._tokens[scope or ""] = self._token(challenge, scope)
             elif self.credentials is not None and not auth:
                 self._auth = self.credentials.basic_header()
             else:
                 raise self._rejected()
-            status, resp_headers, body = self._send(
-                "GET", url, {**base, "Authorization": self._auth}
-            )
+            if data is not None and not isinstance(data, bytes):
+                raise PublishError(f"{method} {url} asked to authenticate after its body was sent")
+            again = {**base, "Authorization": self._authorization(scope) or ""}
+            status, resp_headers, body = self._send(method, url, again, data, stream=stream)
             if status == 401:
                 raise self._rejected()
         if status >= 500 or status == 429:
-            raise TransientRegistryError(f"{url} answered HTTP {status}")
+            if stream and hasattr(body, "close"):
+                body.close()
+            raise TransientRegistryError(f"{method} {url} answered HTTP {status}")
         return status, resp_headers, body
+
+    def _authorization(self, scope: str | None) -> str | None:
+        return self._auth or self._tokens.get(scope or "")
+
+    def get(
+        self, path: str, headers: Mapping[str, str] | None = None, scope: str | None = None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """GET url; answer a 401 challenge once (Basic or Bearer token), then retry."""
+        return self.request("GET", path, headers, scope=scope)
 
     def ping(self) -> None:
         """GET /v2/: is it a registry, and does it take our credentials?"""
@@ -485,7 +542,8 @@ class RegistryApi:
             headers.get("Docker-Distribution-Api-Version"),
         )
 
-    def manifest(self, repository: str, reference: str) -> RemoteManifest:
+    def manifest_bytes(self, repository: str, reference: str) -> RawManifest:
+        """The manifest exactly as stored (bytes, media type, digest checked against them)."""
         path = f"/v2/{repository}/manifests/{reference}"
         status, headers, body = self.get(
             path, {"Accept": MANIFEST_ACCEPT}, scope=f"repository:{repository}:pull"
@@ -498,16 +556,22 @@ class RegistryApi:
             raise PublishError(f"GET {path} answered HTTP {status}")
         computed = "sha256:" + hashlib.sha256(body).hexdigest()
         digest = headers.get("Docker-Content-Digest") or computed
-        if digest != computed:
+        if digest != computed or (reference.startswith("sha256:") and reference != computed):
             raise PublishError(
                 f"registry {self.registry.host} sent manifest {repository}:{reference} whose "
                 f"content ({computed}) does not match its Docker-Content-Digest ({digest})"
             )
         doc = json.loads(body)
+        media_type = doc.get("mediaType") or headers.get("Content-Type", "")
+        return RawManifest(digest, media_type, body)
+
+    def manifest(self, repository: str, reference: str) -> RemoteManifest:
+        raw = self.manifest_bytes(repository, reference)
+        doc = json.loads(raw.body)
         parts = [doc.get("config") or {}, *(doc.get("layers") or [])]
         size = sum(int(p.get("size", 0)) for p in parts if isinstance(p, dict))
-        media_type = doc.get("mediaType") or headers.get("Content-Type", "")
-        return RemoteManifest(digest, media_type, size, (doc.get("config") or {}).get("digest"))
+        config = (doc.get("config") or {}).get("digest")
+        return RemoteManifest(raw.digest, raw.media_type, size, config)
 
 
 def parse_challenge(header: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ import docker.errors
 
 from gpuimages.engine import engine_client
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
+from gpuimages.evidence import evidence_key
 from gpuimages.manifest import build_manifest, write_manifest
 from gpuimages.paths import RELEASE_DIR, SCRIPTS, SMOKE_REPORTS
 from gpuimages.publish import PublishResult, publish
@@ -141,7 +142,9 @@ def publish_release(
     )
     if dry_run:
         return PublishRun(target, results, None, None, started)
-    manifest = build_manifest(results, registry=target, client=client)
+    manifest = build_manifest(
+        results, registry=target, client=client, evidence_key=evidence_key(env)
+    )
     out = release_dir(release_root)
     json_path, md_path = write_manifest(manifest, out, step_summary=env.get("GITHUB_STEP_SUMMARY"))
     return PublishRun(target, results, json_path, md_path, started)

@@ -7,8 +7,13 @@ cd "$(dirname "$0")/.."
 venv=$(bash scripts/bootstrap.sh)
 export PATH="$PWD/$venv/bin:$PATH"
 
+# The integration tests' registries are compose services (pytest-docker, Debian's
+# docker-compose v1): install it now when missing (root), or the fixture says what to do.
+bash scripts/install-compose.sh >/dev/null \
+    || echo "test.sh: no docker-compose: the registry-service tests will skip or fail" >&2
+
 ruff check .
 ruff format --check .
 invoke render --check
-hadolint dockerfiles/*/Dockerfile
+hadolint dockerfiles/*/Dockerfile tests/integration/registry/Dockerfile
 python -m pytest "$@"

@@ -108,6 +108,8 @@ def cpu_build(docker_cli, local_base, wheelhouse) -> dict:
 
 import secrets  # noqa: E402
 import socket  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 
@@ -156,21 +158,102 @@ def stop_registry(registry: LocalRegistry) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def open_registry(docker_cli, tmp_path_factory):
-    """A registry without auth on a free port of 127.0.0.1 (docker allows plain http there)."""
-    registry = start_registry(tmp_path_factory.mktemp("registry-open"))
-    yield registry
-    stop_registry(registry)
+# --- registries as services (issue 14) ----------------------------------------------
+# pytest-docker's `docker_services` starts tests/integration/registries.compose.yml with
+# Debian's docker-compose (v1, installed by scripts/install-compose.sh): two registries
+# from an image built locally on the local base with Debian's docker-registry package.
+
+COMPOSE_FILE = ROOT / "tests" / "integration" / "registries.compose.yml"
+REGISTRY_USER = "gpuimages-ci"
 
 
 @pytest.fixture(scope="session")
-def auth_registry(docker_cli, tmp_path_factory):
-    """A registry with htpasswd (bcrypt) basic auth; user and a random password."""
-    registry = start_registry(
-        tmp_path_factory.mktemp("registry-auth"),
-        user="gpuimages-ci",
-        password="pw-" + secrets.token_urlsafe(18),
+def docker_compose_command(docker_cli) -> str:
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-compose.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
-    yield registry
-    stop_registry(registry)
+    if r.returncode != 0:
+        _unavailable(f"no docker-compose for the registry services: {r.stderr.strip()}")
+    return r.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def registry_password() -> str:
+    return "pw-" + secrets.token_urlsafe(18)
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file(docker_compose_command, local_base, tmp_path_factory, registry_password):
+    """The compose file, with its image built and the public registry's htpasswd written.
+
+    The password goes to htpasswd on stdin (bcrypt, -B), never on a command line.
+    """
+    auth = tmp_path_factory.mktemp("registry-htpasswd")
+    os.environ["GPUIMAGES_TEST_HTPASSWD_DIR"] = str(auth)
+    image = os.environ.get("GPUIMAGES_TEST_REGISTRY_IMAGE", "gpuimages-local/registry:bookworm")
+    build = subprocess.run(
+        [*docker_compose_command.split(), "-f", str(COMPOSE_FILE), "build", "staging"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if build.returncode != 0:
+        pytest.fail(f"building the registry image failed:\n{build.stdout[-2000:]}{build.stderr}")
+    hashed = subprocess.run(
+        ["docker", "run", "-i", "--rm", "--entrypoint", "htpasswd", image, "-niB", REGISTRY_USER],
+        input=registry_password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert hashed.returncode == 0, hashed.stderr
+    (auth / "htpasswd").write_text(hashed.stdout.strip() + "\n")
+    auth.chmod(0o755)  # read by the registry's own user in the container
+    (auth / "htpasswd").chmod(0o644)
+    return str(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="session")
+def docker_setup() -> list[str]:
+    """docker-compose v1 has no `up --wait` (pytest-docker's default): start detached."""
+    return ["up --build -d"]
+
+
+def _service(docker_services, name: str, state_dir: Path, **auth) -> LocalRegistry:
+    port = docker_services.port_for(name, 5000)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                f"{url}/v2/", timeout=2
+            ):
+                return True
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401
+        except OSError:
+            return False
+
+    docker_services.wait_until_responsive(check=answers, timeout=60.0, pause=0.3)
+    return LocalRegistry(f"127.0.0.1:{port}", url, state_dir, **auth)
+
+
+@pytest.fixture(scope="session")
+def open_registry(docker_services, tmp_path_factory) -> LocalRegistry:
+    """The compose file's `staging` registry: no auth, on a free port of 127.0.0.1."""
+    return _service(docker_services, "staging", tmp_path_factory.mktemp("staging"))
+
+
+@pytest.fixture(scope="session")
+def auth_registry(docker_services, tmp_path_factory, registry_password) -> LocalRegistry:
+    """The compose file's `public` registry: htpasswd (bcrypt) basic auth, a random password."""
+    return _service(
+        docker_services,
+        "public",
+        tmp_path_factory.mktemp("public"),
+        user=REGISTRY_USER,
+        password=registry_password,
+    )
