@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from gpuimages.build import PackageSources, build_many
+from gpuimages.errors import UserInputError
 from gpuimages.render import render_all
 
 from .conftest import CPU_VARIANT
@@ -73,15 +74,33 @@ def scratch_variant(matrix, tmp_path):
     return variant, out
 
 
-def test_failed_build_names_step_and_leaves_no_tag(
-    client, docker_cli, local_base, tmp_path, scratch_variant, cpu_build
+def test_missing_torch_wheel_refused_before_any_build(
+    docker_cli, local_base, tmp_path, scratch_variant
 ):
     variant, dockerfiles = scratch_variant
-    client.images.get(cpu_build["image_id"]).tag(*variant.tag.split(":"))  # a stale tag
     empty = tmp_path / "empty-wheelhouse"
     empty.mkdir()
     sources = PackageSources(
         base_image=local_base, builder_image=local_base, wheelhouse=empty, offline=True
+    )
+    with pytest.raises(UserInputError, match=r"torch==2\.13\.0\+cpu \(CPU build"):
+        build_many((variant,), docker_cli, sources, dockerfiles=dockerfiles, work_dir=tmp_path)
+    assert not (tmp_path / "logs").exists()  # refused before docker build ran
+
+
+def test_failed_build_names_step_and_leaves_no_tag(
+    client, docker_cli, local_base, tmp_path, scratch_variant, cpu_build, wheelhouse
+):
+    variant, dockerfiles = scratch_variant
+    client.images.get(cpu_build["image_id"]).tag(*variant.tag.split(":"))  # a stale tag
+    # The pinned torch wheel is there (the pre-build check passes), its dependencies are
+    # not: pip fails inside the build.
+    partial = tmp_path / "partial-wheelhouse"
+    partial.mkdir()
+    for wheel in wheelhouse.glob("torch-2.13.0+cpu-*.whl"):
+        (partial / wheel.name).hardlink_to(wheel)
+    sources = PackageSources(
+        base_image=local_base, builder_image=local_base, wheelhouse=partial, offline=True
     )
     [result] = build_many(
         (variant,), docker_cli, sources, dockerfiles=dockerfiles, work_dir=tmp_path / "work"

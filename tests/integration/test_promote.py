@@ -25,8 +25,8 @@ import pytest
 
 from gpuimages.evidence import ENV_EVIDENCE_KEY
 from gpuimages.promote import promote_release
-from gpuimages.publish import publish_release
 from gpuimages.registry import Credentials, PublishError, Registry, RegistryApi, RetryPolicy
+from gpuimages.release import publish_release
 
 from .conftest import CPU_VARIANT, ROOT
 from .test_publish import write_report
