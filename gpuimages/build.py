@@ -210,18 +210,19 @@ def build_one(
         argv += ["--secret", f"id=ca-bundle,src={sources.ca_bundle}"]
     for key, value in sorted(build_labels(variant, revision).items()):
         argv += ["--label", f"{key}={value}"]
-    argv += [*extra_args, str(ctx)]
 
     start = time.monotonic()
     try:
-        run(
-            argv,
-            log_path=log_path,
-            env=cli.build_env(),
-            on_line=on_line,
-            timeout=BUILD_TIMEOUT_S,
-            what=f"build of {variant.name}",
-        )
+        with sources.secret_files() as secret_args:
+            run(
+                [*argv, *secret_args, *extra_args, str(ctx)],
+                log_path=log_path,
+                env=cli.build_env(),
+                on_line=on_line,
+                timeout=BUILD_TIMEOUT_S,
+                what=f"build of {variant.name}",
+                secrets=[login.password for login in sources.logins],
+            )
     except CommandError as exc:
         result.duration_s = time.monotonic() - start
         result.failed_step = failed_step(log_path.read_text(errors="replace"))
