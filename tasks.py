@@ -28,7 +28,7 @@ from gpuimages.engine import (
     find_docker_cli,
 )
 from gpuimages.matrix import load_matrix
-from gpuimages.options import AXES
+from gpuimages.options import AXES, whole_number, writable_dir, writable_file
 from gpuimages.paths import BUILD_REPORT, DOCKERFILES, MATRIX, SMOKE_REPORTS, WHEELHOUSE, WORK_DIR
 from gpuimages.registry import Registry, RetryPolicy
 from gpuimages.release import publish_release, registry_notes
@@ -98,7 +98,7 @@ def build(
     selection: Selection,
     dry_run=False,
     docker=None,
-    jobs=1,
+    jobs=None,
     base_image=None,
     builder_image=None,
     pip_index_url=None,
@@ -111,6 +111,8 @@ def build(
     report=str(BUILD_REPORT),
 ):
     """Build images: `invoke build --torch 1.12.0 --cuda 11.3`, `--all`, or `--variant NAME`."""
+    jobs = 1 if jobs is None else whole_number(jobs, "--jobs", minimum=1)
+    report = writable_file(report, "--report")
     m, variants = selection.variants()
     sources = PackageSources.merged(
         m.sources,
@@ -122,6 +124,7 @@ def build(
         apt_mirror=apt_mirror,
         offline=offline,
     )
+    sources.validate()  # files and folders named exist, --dry-run included
     if local_base:
         check_local_base(variants)
     ui.console.print(ui.variants_table(variants, title=f"Build plan: {len(variants)} image(s)"))
@@ -154,6 +157,7 @@ def build(
 def wheelhouse(c, selection: Selection, dest=str(WHEELHOUSE)):
     """Download the wheels a variant installs into DEST, for `build --wheelhouse --offline`."""
     _, variants = selection.variants()
+    writable_dir(dest, "--dest")
     for v in variants:
         download(v, Path(dest), log_dir=WORK_DIR / "logs")
     ui.console.print(f"wheelhouse: {Path(dest).resolve()}")
@@ -175,7 +179,7 @@ def smoke(
     selection: Selection,
     gpus=None,
     shm_size=None,
-    timeout=300,
+    timeout=None,
     require_gpus=None,
     no_multinode=False,
     report=None,
@@ -189,6 +193,8 @@ def smoke(
         require_gpus=require_gpus,
         multinode=not no_multinode,
     )
+    for v in variants:  # where the reports go, checked before the first container starts
+        writable_file(report_path(v, report, len(variants)), "--report")
     failed = []
     for v in variants:
         ui.console.print(f"smoke-testing {v.tag} ...")
@@ -318,7 +324,7 @@ def launch_task(
     nodes=None,
     gpus_per_node=None,
     master_addr=None,
-    master_port=launching.DEFAULT_PORT,
+    master_port=None,
     horovod=False,
     hosts=None,
     k8s=None,
@@ -333,7 +339,7 @@ def launch_task(
         nodes=nodes,
         gpus_per_node=gpus_per_node,
         master_addr=master_addr,
-        master_port=master_port,
+        master_port=launching.DEFAULT_PORT if master_port is None else master_port,
         horovod=horovod,
         hosts=hosts,
         registry=registry,
@@ -342,6 +348,8 @@ def launch_task(
         mount=mount,
         shm_size=shm_size,
     )
+    if k8s:
+        writable_dir(k8s, "--k8s")
     ui.print_commands(launching.commands(plan), launching.notes(plan))
     if k8s:
         path = launching.write_manifest(plan, k8s)
