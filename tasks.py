@@ -16,7 +16,7 @@ from invoke.exceptions import Exit
 from gpuimages import console as ui
 from gpuimages import container as containers
 from gpuimages import launch as launching
-from gpuimages.build import PackageSources, build_many, write_report
+from gpuimages.build import BuildInterrupted, PackageSources, build_many, write_report
 from gpuimages.cli import after_dashes, command, guarded
 from gpuimages.compat import load_compat
 from gpuimages.doctor import diagnose
@@ -136,17 +136,22 @@ def build(
     ensure_engine(cli, start=start_engine or local_base)
     if local_base:
         sources = sources.on_base(ensure_local_base(cli))
-    with ui.BuildProgress([v.name for v in variants]) as progress:
-        results = build_many(
-            variants,
-            cli,
-            sources,
-            dockerfiles=DOCKERFILES,
-            work_dir=WORK_DIR,
-            jobs=jobs,
-            on_line=lambda v, line: progress.line(v.name, line),
-            on_done=lambda r: progress.done(r.variant.name, r.status),
-        )
+    try:
+        with ui.BuildProgress([v.name for v in variants]) as progress:
+            results = build_many(
+                variants,
+                cli,
+                sources,
+                dockerfiles=DOCKERFILES,
+                work_dir=WORK_DIR,
+                jobs=jobs,
+                on_line=lambda v, line: progress.line(v.name, line),
+                on_done=lambda r: progress.done(r.variant.name, r.status),
+            )
+    except BuildInterrupted as stop:
+        path = write_report(stop.results, Path(report))
+        ui.err_console.print(f"builds stopped, no tag moved; report: {path}")
+        raise stop.cause from None
     ui.print_builds(results, write_report(results, Path(report)))
     failed = [r.variant.name for r in results if not r.ok]
     if failed:

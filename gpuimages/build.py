@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ import docker.errors
 from gpuimages.engine import DockerCli, engine_client, engine_errors
 from gpuimages.errors import CommandError, GpuImagesError
 from gpuimages.paths import ROOT, git_revision
-from gpuimages.runner import run
+from gpuimages.runner import run, stop_all
 from gpuimages.sources import PackageSources
 from gpuimages.variant import Variant
 from gpuimages.wheelcheck import refuse_missing
@@ -40,7 +41,16 @@ CONTEXT_PARTS = ("scripts/image", "scripts/smoke")
 BUILD_TIMEOUT_S = 3 * 3600
 
 
-BuildStatus = Literal["built", "failed", "over-budget", "planned"]
+BuildStatus = Literal["built", "failed", "over-budget", "planned", "interrupted"]
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during builds: every build stopped, no tag moved; `results` has
+    each variant's outcome ("interrupted" for those stopped) for the report."""
+
+    def __init__(self, results: list[BuildResult], cause: BaseException) -> None:
+        super().__init__()
+        self.results, self.cause = results, cause
 
 
 @dataclass
@@ -183,6 +193,7 @@ def build_one(
     on_line: Callable[[str], None] | None = None,
     revision: str | None = None,
     extra_args: tuple[str, ...] = (),
+    stopping: threading.Event | None = None,
 ) -> BuildResult:
     dockerfile = dockerfiles / variant.name / "Dockerfile"
     log_path = work_dir / "logs" / f"{variant.name}.log"
@@ -225,6 +236,9 @@ def build_one(
             )
     except CommandError as exc:
         result.duration_s = time.monotonic() - start
+        if stopping is not None and stopping.is_set():
+            result.status, result.error = "interrupted", "stopped by Ctrl-C or SIGTERM"
+            return result  # the tag stays where it was
         result.failed_step = failed_step(log_path.read_text(errors="replace"))
         step = f" at step {result.failed_step}" if result.failed_step else ""
         result.error = f"build failed{step}; log: {log_path}\n{exc.tail}"
@@ -274,8 +288,12 @@ def build_many(
             refuse_missing(variant, str(sources.wheelhouse))
     client = engine_client()
     revision = git_revision()
+    stopping = threading.Event()
 
     def one(variant: Variant) -> BuildResult:
+        if stopping.is_set():
+            return BuildResult(variant, "interrupted", error="not started: interrupted")
+
         def line_cb(line: str) -> None:
             if on_line:
                 on_line(variant, line)
@@ -290,6 +308,7 @@ def build_many(
                 client=client,
                 on_line=line_cb,
                 revision=revision,
+                stopping=stopping,
             )
         except GpuImagesError as exc:
             res = BuildResult(variant, "failed", error=str(exc))
@@ -297,8 +316,25 @@ def build_many(
             on_done(res)
         return res
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, variants))
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures = [pool.submit(one, v) for v in variants]
+    try:
+        return [f.result() for f in futures]
+    except KeyboardInterrupt as exc:
+        stopping.set()
+        stop_all()
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True)
+        results = [
+            f.result()
+            if f.done() and not f.cancelled() and f.exception() is None
+            else BuildResult(v, "interrupted", error="interrupted")
+            for v, f in zip(variants, futures, strict=True)
+        ]
+        raise BuildInterrupted(results, exc) from None
+    finally:
+        pool.shutdown(wait=True)
 
 
 def write_report(results: list[BuildResult], path: Path) -> Path:
