@@ -16,7 +16,7 @@ from invoke.exceptions import Exit
 from gpuimages import console as ui
 from gpuimages import container as containers
 from gpuimages import launch as launching
-from gpuimages.build import PackageSources, build_many, write_report
+from gpuimages.build import BuildInterrupted, PackageSources, build_many, write_report
 from gpuimages.cli import after_dashes, command, guarded
 from gpuimages.compat import load_compat
 from gpuimages.doctor import diagnose
@@ -28,7 +28,7 @@ from gpuimages.engine import (
     find_docker_cli,
 )
 from gpuimages.matrix import load_matrix
-from gpuimages.options import AXES
+from gpuimages.options import AXES, whole_number, writable_dir, writable_file
 from gpuimages.paths import BUILD_REPORT, DOCKERFILES, MATRIX, SMOKE_REPORTS, WHEELHOUSE, WORK_DIR
 from gpuimages.registry import Registry, RetryPolicy
 from gpuimages.release import publish_release, registry_notes
@@ -98,7 +98,7 @@ def build(
     selection: Selection,
     dry_run=False,
     docker=None,
-    jobs=1,
+    jobs=None,
     base_image=None,
     builder_image=None,
     pip_index_url=None,
@@ -113,6 +113,8 @@ def build(
     cache_from=None,
 ):
     """Build images: `invoke build --torch 1.12.0 --cuda 11.3`, `--all`, or `--variant NAME`."""
+    jobs = 1 if jobs is None else whole_number(jobs, "--jobs", minimum=1)
+    report = writable_file(report, "--report")
     m, variants = selection.variants()
     sources = PackageSources.merged(
         m.sources,
@@ -124,6 +126,7 @@ def build(
         apt_mirror=apt_mirror,
         offline=offline,
     )
+    sources.validate()  # files and folders named exist, --dry-run included
     if local_base:
         check_local_base(variants)
     ui.console.print(ui.variants_table(variants, title=f"Build plan: {len(variants)} image(s)"))
@@ -135,19 +138,24 @@ def build(
     ensure_engine(cli, start=start_engine or local_base)
     if local_base:
         sources = sources.on_base(ensure_local_base(cli))
-    with ui.BuildProgress([v.name for v in variants]) as progress:
-        results = build_many(
-            variants,
-            cli,
-            sources,
-            dockerfiles=DOCKERFILES,
-            work_dir=WORK_DIR,
-            jobs=jobs,
-            on_line=lambda v, line: progress.line(v.name, line),
-            on_done=lambda r: progress.done(r.variant.name, r.status),
-            cache_to=cache_to,
-            cache_from=cache_from,
-        )
+    try:
+        with ui.BuildProgress([v.name for v in variants]) as progress:
+            results = build_many(
+                variants,
+                cli,
+                sources,
+                dockerfiles=DOCKERFILES,
+                work_dir=WORK_DIR,
+                jobs=jobs,
+                on_line=lambda v, line: progress.line(v.name, line),
+                on_done=lambda r: progress.done(r.variant.name, r.status),
+                cache_to=cache_to,
+                cache_from=cache_from,
+            )
+    except BuildInterrupted as stop:
+        path = write_report(stop.results, Path(report))
+        ui.err_console.print(f"builds stopped, no tag moved; report: {path}")
+        raise stop.cause from None
     ui.print_builds(results, write_report(results, Path(report)))
     failed = [r.variant.name for r in results if not r.ok]
     if failed:
@@ -158,6 +166,7 @@ def build(
 def wheelhouse(c, selection: Selection, dest=str(WHEELHOUSE)):
     """Download the wheels a variant installs into DEST, for `build --wheelhouse --offline`."""
     _, variants = selection.variants()
+    writable_dir(dest, "--dest")
     for v in variants:
         download(v, Path(dest), log_dir=WORK_DIR / "logs")
     ui.console.print(f"wheelhouse: {Path(dest).resolve()}")
@@ -179,7 +188,7 @@ def smoke(
     selection: Selection,
     gpus=None,
     shm_size=None,
-    timeout=300,
+    timeout=None,
     require_gpus=None,
     no_multinode=False,
     report=None,
@@ -193,6 +202,8 @@ def smoke(
         require_gpus=require_gpus,
         multinode=not no_multinode,
     )
+    for v in variants:  # where the reports go, checked before the first container starts
+        writable_file(report_path(v, report, len(variants)), "--report")
     failed = []
     for v in variants:
         ui.console.print(f"smoke-testing {v.tag} ...")
@@ -322,7 +333,7 @@ def launch_task(
     nodes=None,
     gpus_per_node=None,
     master_addr=None,
-    master_port=launching.DEFAULT_PORT,
+    master_port=None,
     horovod=False,
     hosts=None,
     k8s=None,
@@ -337,7 +348,7 @@ def launch_task(
         nodes=nodes,
         gpus_per_node=gpus_per_node,
         master_addr=master_addr,
-        master_port=master_port,
+        master_port=launching.DEFAULT_PORT if master_port is None else master_port,
         horovod=horovod,
         hosts=hosts,
         registry=registry,
@@ -346,6 +357,8 @@ def launch_task(
         mount=mount,
         shm_size=shm_size,
     )
+    if k8s:
+        writable_dir(k8s, "--k8s")
     ui.print_commands(launching.commands(plan), launching.notes(plan))
     if k8s:
         path = launching.write_manifest(plan, k8s)

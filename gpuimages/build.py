@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from gpuimages.buildcache import BuildCache
 from gpuimages.engine import DockerCli, engine_client, engine_errors
 from gpuimages.errors import CommandError, GpuImagesError
 from gpuimages.paths import ROOT, git_revision
-from gpuimages.runner import run
+from gpuimages.runner import run, stop_all
 from gpuimages.sources import PackageSources
 from gpuimages.variant import Variant
 from gpuimages.wheelcheck import refuse_missing
@@ -41,7 +42,16 @@ CONTEXT_PARTS = ("scripts/image", "scripts/smoke")
 BUILD_TIMEOUT_S = 3 * 3600
 
 
-BuildStatus = Literal["built", "failed", "over-budget", "planned"]
+BuildStatus = Literal["built", "failed", "over-budget", "planned", "interrupted"]
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during builds: every build stopped, no tag moved; `results` has
+    each variant's outcome ("interrupted" for those stopped) for the report."""
+
+    def __init__(self, results: list[BuildResult], cause: BaseException) -> None:
+        super().__init__()
+        self.results, self.cause = results, cause
 
 
 @dataclass
@@ -186,6 +196,7 @@ def build_one(
     revision: str | None = None,
     extra_args: tuple[str, ...] = (),
     cache: BuildCache | None = None,
+    stopping: threading.Event | None = None,
 ) -> BuildResult:
     dockerfile = dockerfiles / variant.name / "Dockerfile"
     log_path = work_dir / "logs" / f"{variant.name}.log"
@@ -214,20 +225,24 @@ def build_one(
         argv += ["--secret", f"id=ca-bundle,src={sources.ca_bundle}"]
     for key, value in sorted(build_labels(variant, revision).items()):
         argv += ["--label", f"{key}={value}"]
-    argv += [*cache_argv, *extra_args, str(ctx)]
 
     start = time.monotonic()
     try:
-        run(
-            argv,
-            log_path=log_path,
-            env=cli.build_env(),
-            on_line=on_line,
-            timeout=BUILD_TIMEOUT_S,
-            what=f"build of {variant.name}",
-        )
+        with sources.secret_files() as secret_args:
+            run(
+                [*argv, *secret_args, *cache_argv, *extra_args, str(ctx)],
+                log_path=log_path,
+                env=cli.build_env(),
+                on_line=on_line,
+                timeout=BUILD_TIMEOUT_S,
+                what=f"build of {variant.name}",
+                secrets=[login.password for login in sources.logins],
+            )
     except CommandError as exc:
         result.duration_s = time.monotonic() - start
+        if stopping is not None and stopping.is_set():
+            result.status, result.error = "interrupted", "stopped by Ctrl-C or SIGTERM"
+            return result  # the tag stays where it was
         result.failed_step = failed_step(log_path.read_text(errors="replace"))
         step = f" at step {result.failed_step}" if result.failed_step else ""
         result.error = f"build failed{step}; log: {log_path}\n{exc.tail}"
@@ -297,8 +312,12 @@ def build_many(
             refuse_missing(variant, str(sources.wheelhouse))
     client = engine_client()
     revision = git_revision()
+    stopping = threading.Event()
 
     def one(variant: Variant) -> BuildResult:
+        if stopping.is_set():
+            return BuildResult(variant, "interrupted", error="not started: interrupted")
+
         def line_cb(line: str) -> None:
             if on_line:
                 on_line(variant, line)
@@ -314,6 +333,7 @@ def build_many(
                 on_line=line_cb,
                 revision=revision,
                 cache=cache,
+                stopping=stopping,
             )
         except GpuImagesError as exc:
             res = BuildResult(variant, "failed", error=str(exc))
@@ -321,8 +341,25 @@ def build_many(
             on_done(res)
         return res
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, variants))
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures = [pool.submit(one, v) for v in variants]
+    try:
+        return [f.result() for f in futures]
+    except KeyboardInterrupt as exc:
+        stopping.set()
+        stop_all()
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True)
+        results = [
+            f.result()
+            if f.done() and not f.cancelled() and f.exception() is None
+            else BuildResult(v, "interrupted", error="interrupted")
+            for v, f in zip(variants, futures, strict=True)
+        ]
+        raise BuildInterrupted(results, exc) from None
+    finally:
+        pool.shutdown(wait=True)
 
 
 def write_report(results: list[BuildResult], path: Path) -> Path:

@@ -8,10 +8,18 @@ replaces `selection` with the selection options (the axes, `--all`, `--variant`,
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 import shlex
+import signal
 import sys
-from collections.abc import Callable, Iterable, Mapping
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from invoke import task
@@ -20,7 +28,8 @@ from invoke.exceptions import Exit
 from gpuimages.console import setup_logging
 from gpuimages.errors import GpuImagesError
 from gpuimages.options import AXES, HELP
-from gpuimages.paths import MATRIX
+from gpuimages.paths import MATRIX, WORK_DIR
+from gpuimages.reference import shown
 from gpuimages.select import Selection
 
 # many: --all | --variant NAME... | axes; one: --variant NAME | axes; everything: as many,
@@ -83,19 +92,74 @@ def command(
     return decorate
 
 
+DEBUG_ENV = "GPUIMAGES_DEBUG"  # =1: show the full trace of an unexpected error
+CRASH_DIR = WORK_DIR / "logs"
+
+
 def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a task with logging set up; GpuImagesError -> 'error: ...' on stderr + exit code."""
+    """Run a task with logging set up; GpuImagesError -> 'error: ...' on stderr + exit code.
+
+    Anything else is a bug or a fault nobody foresaw: one paragraph saying so and where
+    the full trace was written (or the trace itself with GPUIMAGES_DEBUG=1). SIGTERM (what
+    CI cancellation sends) stops a task like Ctrl-C does.
+    """
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         setup_logging()
         try:
-            return func(*args, **kwargs)
+            with terminate_as_interrupt():
+                return func(*args, **kwargs)
         except GpuImagesError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("interrupted", code=130) from None
+        except KeyboardInterrupt as exc:
+            code = 143 if isinstance(exc, Terminated) else 130
+            raise Exit("interrupted", code=code) from None
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise
+            where = _write_trace()
+            raise Exit(
+                f"error: unexpected {type(exc).__name__}: {shown(str(exc), 300)}. This is a "
+                f"bug in gpuimages or a fault it does not handle yet; the full trace is in "
+                f"{where} (or rerun with {DEBUG_ENV}=1 to see it here).",
+                code=1,
+            ) from None
 
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so every cleanup path runs for both."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_trace() -> str:
+    text = traceback.format_exc()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for folder in (CRASH_DIR, Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"gpuimages-crash-{stamp}-{os.getpid()}.txt"
+            path.write_text(text)
+            return str(path)
+        except OSError:
+            continue
+    return "(nowhere: no writable folder)"
 
 
 def after_dashes(c: Any) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from gpuimages.compat import Compat, load_compat
 from gpuimages.errors import UserInputError, did_you_mean, one_of
 from gpuimages.options import AXES as AXIS_HELP
 from gpuimages.paths import MATRIX
+from gpuimages.reference import check_axis_value, check_repository, shown
 from gpuimages.registry import Registry
 from gpuimages.sources import SOURCE_KEYS, PackageSources
 from gpuimages.variant import Variant, VariantRequest, normalize_cuda, resolve
@@ -36,6 +38,7 @@ AXES = tuple(AXIS_HELP)
 SETTINGS = ("torchvision", "size_budget_mb", "extension_archs")  # per entry, never crossed
 ENTRY_KEYS = AXES + SETTINGS
 DEFAULT_REPOSITORY = "gpuimages/pytorch"
+MAX_VARIANTS = 1000  # expanded entries a matrix may hold: refused above, before expanding
 
 
 @dataclass(frozen=True)
@@ -56,28 +59,60 @@ def _scalar(value: Any) -> str | None:
 
 def _check_keys(where: str, mapping: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(mapping, dict):
-        raise UserInputError(f"{where}: expected a mapping of keys to values, got {mapping!r}.")
+        raise UserInputError(
+            f"{where}: expected a mapping of keys to values, got {shown(mapping)}."
+        )
     for key in mapping:
         if key not in allowed:
             raise UserInputError(
-                f"{where}: unknown key '{key}'{did_you_mean(str(key), allowed)}. "
+                f"{where}: unknown key {shown(key)}{did_you_mean(str(key)[:100], allowed)}. "
                 f"Valid keys: {one_of(allowed)}."
             )
     return mapping
 
 
-def _expand(where: str, group: dict[str, Any]) -> list[dict[str, Any]]:
-    """Cross product of the list-valued axes of one group; settings stay scalar."""
-    axes: list[tuple[str, list[Any]]] = []
-    for key, value in group.items():
+def _check_values(where: str, entry: dict[str, Any], *, lists: bool) -> None:
+    """Every value of an entry checked on its own, before anything is crossed or echoed."""
+    for key, value in entry.items():
         if key in SETTINGS:
             if isinstance(value, list):
                 raise UserInputError(f"{where}: '{key}' is a setting, not an axis: give one value.")
+            if value is not None:
+                check_axis_value(key, value, where)
             continue
-        values = value if isinstance(value, list) else [value]
-        if not values:
-            raise UserInputError(f"{where}: axis '{key}' is an empty list.")
-        axes.append((key, values))
+        if isinstance(value, list):
+            if not lists:
+                raise UserInputError(f"{where}: include entries take single values, not lists.")
+            if not value:
+                raise UserInputError(f"{where}: axis '{key}' is an empty list.")
+            if len(value) > MAX_VARIANTS:
+                raise UserInputError(
+                    f"{where}: axis '{key}' lists {len(value)} values (at most {MAX_VARIANTS})."
+                )
+            items = value
+        else:
+            items = [value]
+        for item in items:
+            if item is not None:
+                check_axis_value(key, item, where)
+
+
+def _expand(where: str, group: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cross product of the list-valued axes of one group; settings stay scalar."""
+    _check_values(where, group, lists=True)
+    axes: list[tuple[str, list[Any]]] = []
+    for key, value in group.items():
+        if key in SETTINGS:
+            continue
+        axes.append((key, value if isinstance(value, list) else [value]))
+    size = math.prod(len(values) for _, values in axes)
+    if size > MAX_VARIANTS:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in axes if len(v) > 1)
+        raise UserInputError(
+            f"{where} expands to {size} combinations ({sizes}), more than the {MAX_VARIANTS} "
+            "a matrix may hold: split it into smaller axes groups, or list single entries "
+            "under include."
+        )
     settings = {k: v for k, v in group.items() if k in SETTINGS}
     return [
         {**dict(zip([k for k, _ in axes], combo, strict=True)), **settings}
@@ -96,6 +131,28 @@ def _matches(rule: dict[str, Any], entry: dict[str, Any]) -> bool:
     return all(_norm(k, entry.get(k)) == _norm(k, v) for k, v in rule.items())
 
 
+class _Excluder:
+    """The exclude rules, grouped by the keys they name: an entry is looked up once per
+    group (a set lookup), not compared with every rule."""
+
+    def __init__(self, rules: list[dict[str, Any]]) -> None:
+        self.groups: dict[tuple[str, ...], dict[tuple[str | None, ...], list[int]]] = {}
+        for i, rule in enumerate(rules):
+            keys = tuple(sorted(rule))
+            values = tuple(_norm(k, rule[k]) for k in keys)
+            self.groups.setdefault(keys, {}).setdefault(values, []).append(i)
+        self.used: set[int] = set()
+
+    def excludes(self, entry: dict[str, Any]) -> bool:
+        hit = False
+        for keys, table in self.groups.items():
+            found = table.get(tuple(_norm(k, entry.get(k)) for k in keys))
+            if found:
+                self.used.update(found)
+                hit = True
+        return hit
+
+
 def _request(where: str, entry: dict[str, Any]) -> VariantRequest:
     for required in ("torch", "cuda"):
         if entry.get(required) is None:
@@ -112,7 +169,9 @@ def _request(where: str, entry: dict[str, Any]) -> VariantRequest:
 def parse_matrix(raw: Any, path: Path, compat: Compat) -> Matrix:
     raw = {} if raw is None else raw
     top = _check_keys(str(path), raw, TOP_KEYS)
-    repository = str(top.get("repository") or DEFAULT_REPOSITORY)
+    repository = check_repository(
+        top.get("repository") or DEFAULT_REPOSITORY, f"{path}: repository"
+    )
     defaults = _check_keys(f"{path}: defaults", top.get("defaults") or {}, ENTRY_KEYS)
     sources = _check_keys(f"{path}: sources", top.get("sources") or {}, SOURCE_KEYS)
 
@@ -120,26 +179,37 @@ def parse_matrix(raw: Any, path: Path, compat: Compat) -> Matrix:
     for key in ("axes", "include", "exclude"):
         if not isinstance(top.get(key) or [], list):
             raise UserInputError(f"{path}: '{key}' must be a list of mappings.")
+    _check_values(f"{path}: defaults", defaults, lists=False)
     for i, group in enumerate(top.get("axes") or []):
         where = f"{path}: axes[{i}]"
         _check_keys(where, group, ENTRY_KEYS)
         entries += [(where, e) for e in _expand(where, group)]
+        if len(entries) > MAX_VARIANTS:
+            raise UserInputError(
+                f"{path}: the axes groups expand to more than the {MAX_VARIANTS} entries a "
+                "matrix may hold."
+            )
 
-    rules = [
-        _check_keys(f"{path}: exclude[{i}]", r, ENTRY_KEYS)
-        for i, r in enumerate(top.get("exclude") or [])
-    ]
-    kept = [(w, e) for w, e in entries if not any(_matches(r, {**defaults, **e}) for r in rules)]
+    rules = []
+    for i, rule in enumerate(top.get("exclude") or []):
+        _check_keys(f"{path}: exclude[{i}]", rule, ENTRY_KEYS)
+        _check_values(f"{path}: exclude[{i}]", rule, lists=False)
+        rules.append(rule)
+    excluder = _Excluder(rules)
+    kept = [(w, e) for w, e in entries if not excluder.excludes({**defaults, **e})]
     for i, rule in enumerate(rules):
-        if not any(_matches(rule, {**defaults, **e}) for _, e in entries):
+        if i not in excluder.used:
             log.warning("%s: exclude[%d] %s matches no entry", path, i, rule)
 
     for i, extra in enumerate(top.get("include") or []):
         where = f"{path}: include[{i}]"
         _check_keys(where, extra, ENTRY_KEYS)
-        if any(isinstance(v, list) for v in extra.values()):
-            raise UserInputError(f"{where}: include entries take single values, not lists.")
+        _check_values(where, extra, lists=False)
         kept.append((where, extra))
+    if len(kept) > MAX_VARIANTS:
+        raise UserInputError(
+            f"{path} holds {len(kept)} entries, more than the {MAX_VARIANTS} a matrix may hold."
+        )
 
     variants: list[Variant] = []
     seen: dict[str, str] = {}

@@ -8,7 +8,13 @@ holds `VariantRequest` to the same list).
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
+
+from gpuimages.errors import UserInputError
 from gpuimages.paths import BUILD_REPORT, MATRIX, SMOKE_REPORTS, WHEELHOUSE
+from gpuimages.reference import shown
 
 AXES: dict[str, str] = {
     "torch": "PyTorch release, e.g. 1.12.0",
@@ -74,3 +80,55 @@ HELP: dict[str, str] = {
     "k8s": "write the Kubernetes manifest (PyTorchJob, or MPIJob with --horovod) into DIR",
     "job_name": "Kubernetes job name (default from the variant)",
 }
+
+
+# --- option values, checked before any work (one paragraph each, exit 2) --------------
+
+
+def whole_number(value: object, option: str, *, minimum: int = 0) -> int:
+    """--jobs 4, --timeout 300: a whole number >= minimum, or UserInputError."""
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 9 or int(text) < minimum:
+        raise UserInputError(
+            f"{option} takes a whole number{f' >= {minimum}' if minimum else ''}, "
+            f"not {shown(value)}."
+        )
+    return int(text)
+
+
+_SIZE = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,3})?[bkmgBKMG]?")
+
+
+def memory_size(value: str, option: str) -> str:
+    """--shm-size 8g: docker's size grammar (a number, optionally b/k/m/g)."""
+    if not _SIZE.fullmatch(str(value).strip()):
+        raise UserInputError(
+            f"{option} takes a size such as 8g, 512m or 1073741824, not {shown(value)}."
+        )
+    return str(value).strip()
+
+
+def writable_file(value: str | Path, option: str) -> Path:
+    """A file a command will write at its end: its folder made and probed now, so a run
+    is not lost to a path that cannot be written."""
+    path = Path(value)
+    if path.is_dir():
+        writable_dir(path, option)
+        return path
+    writable_dir(path.parent, option, shown_as=path)
+    return path
+
+
+def writable_dir(value: str | Path, option: str, *, shown_as: object = None) -> Path:
+    """A folder a command writes into: made if missing, and a file created and removed."""
+    path = Path(value)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".gpuimages-probe-"):
+            pass
+    except OSError as exc:
+        raise UserInputError(
+            f"{option} {shown(str(shown_as or value))} cannot be written "
+            f"({exc.strerror or exc}): choose a folder you can write to."
+        ) from None
+    return path

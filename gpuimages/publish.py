@@ -15,7 +15,9 @@ exception message.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ import requests.exceptions
 
 from gpuimages.engine import SDK_ERRORS, engine_errors, sdk_message
 from gpuimages.errors import GpuImagesError
+from gpuimages.reference import shown
 from gpuimages.registry import (
     Credentials,
     CredentialsRejected,
@@ -44,7 +47,13 @@ from gpuimages.registry import (
     with_retries,
 )
 from gpuimages.runner import mask
-from gpuimages.smoke_report import CHECK_STATUSES, SmokeReport, SmokeReportError, find_report
+from gpuimages.smoke_report import (
+    CHECK_STATUSES,
+    EVIDENCE_KEY_ENV,
+    SmokeReport,
+    SmokeReportError,
+    find_report,
+)
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -72,15 +81,35 @@ def short_id(image_id: str | None) -> str:
     return (image_id or "-").removeprefix("sha256:")[:12]
 
 
+AXIS_KEYS = ("name", "tag", "torch", "cuda", "cudnn", "flavor", "python", "os", "base", "horovod")
+
+
+def _created(text: str | None) -> dt.datetime | None:
+    """An ISO time (docker's nanoseconds and 'Z' included) to the second, UTC; None if not."""
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00").split(".")[0].split("+")[0])
+    except ValueError:
+        return None
+    return when.replace(tzinfo=dt.timezone.utc, microsecond=0)
+
+
 def decide(
     variant: Variant,
     report_path: Path,
     report: SmokeReport | Mapping[str, Any] | None,
     local_id: str | None,
     report_error: str | None = None,
+    *,
+    image_created: str | None = None,
+    evidence_key: str | None = None,
 ) -> GateDecision:
-    """The gate: a valid report exists, says passed, and tested exactly the local image id.
+    """The gate: a valid, complete, consistent report of exactly the local image id.
 
+    The verdict is re-derived from the checks (the `status` field must agree); the checks
+    the variant requires must be there; the report must name the same variant, be newer
+    than the image, and, when an evidence key is set, carry a valid HMAC of `invoke smoke`.
     `report` may be a parsed JSON document: it is validated here like `SmokeReport.read`.
     """
     smoke = f"invoke smoke --variant {variant.name} --report {report_path}"
@@ -104,7 +133,30 @@ def decide(
         return refuse(f"no smoke report at {report_path}: run `{smoke}` first.")
     if report.variant_name != variant.name:
         return refuse(
-            f"smoke report {report_path} is for {report.variant_name!r}, not {variant.name}."
+            f"smoke report {report_path} is for {shown(report.variant_name)}, not {variant.name}."
+        )
+    if evidence_key and not report.signed_by(evidence_key):
+        why = (
+            "carries no signature"
+            if not report.signature
+            else "has a signature that does not match"
+        )
+        return refuse(
+            f"smoke report {report_path} {why} ({EVIDENCE_KEY_ENV} is set): only a report "
+            f"written by `invoke smoke` under the same key counts. Re-run `{smoke}`."
+        )
+    expected = variant.as_dict()
+    differ = [k for k in AXIS_KEYS if report.variant.get(k) != expected.get(k)]
+    if differ:
+        return refuse(
+            f"smoke report {report_path} describes another variant ({', '.join(differ)} "
+            f"differ from {variant.name} as the matrix resolves it now): re-run `{smoke}`."
+        )
+    if report.status != report.derived_status:
+        return refuse(
+            f"smoke report {report_path} is inconsistent: its status says {shown(report.status)} "
+            f"but its checks say {report.derived_status} (failed: "
+            f"{', '.join(report.failed_checks) or 'none'}). Re-run `{smoke}`."
         )
     if report.status != "passed":
         failed = report.failed_checks
@@ -117,6 +169,18 @@ def decide(
             f"smoke report {report_path} tested image {short_id(report.image_id)}, but "
             f"{variant.tag} is now image {short_id(local_id)}: re-run `{smoke}` on the "
             "current image."
+        )
+    missing = report.missing_checks()
+    if missing:
+        return refuse(
+            f"smoke report {report_path} is incomplete: {', '.join(missing)} did not run or "
+            f"did not pass (required for {variant.name}). Re-run `{smoke}`."
+        )
+    built, tested = _created(image_created), _created(report.created)
+    if built and (tested is None or tested < built):
+        return refuse(
+            f"smoke report {report_path} ({report.created or 'no time'}) is older than image "
+            f"{short_id(local_id)} (created {image_created}): re-run `{smoke}`."
         )
     counts = report.counts()
     return GateDecision(
@@ -131,8 +195,15 @@ def decide(
 
 
 def local_image_id(client: docker.DockerClient, tag: str) -> str | None:
+    found = local_image(client, tag)
+    return found[0] if found else None
+
+
+def local_image(client: docker.DockerClient, tag: str) -> tuple[str, str | None] | None:
+    """(image id, created) of the local image a tag names, or None."""
     try:
-        return client.images.get(tag).id
+        image = client.images.get(tag)
+        return image.id, image.attrs.get("Created")
     except docker.errors.ImageNotFound:
         return None
     except SDK_ERRORS as exc:
@@ -149,7 +220,16 @@ def gate(
         report = SmokeReport.read(path)
     except SmokeReportError as exc:
         error = None if exc.missing else exc.why
-    return decide(variant, path, report, local_image_id(client, variant.tag), error)
+    local = local_image(client, variant.tag)
+    return decide(
+        variant,
+        path,
+        report,
+        local[0] if local else None,
+        error,
+        image_created=local[1] if local else None,
+        evidence_key=os.environ.get(EVIDENCE_KEY_ENV) or None,
+    )
 
 
 # ------------------------------------------------------------------------------ push
@@ -264,6 +344,8 @@ def smoke_summary(decision: GateDecision) -> dict[str, Any]:
         "status": report.status if report else None,
         "created": (report.created or None) if report else None,
         "image_id": report.image_id if report else None,
+        "evidence_digest": (report.digest or None) if report else None,
+        "signed": bool(report and report.signature),
         **decision.smoke_counts(),
     }
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.reference import check_namespace
 from gpuimages.runner import mask
 from gpuimages.variant import Variant
 
@@ -89,6 +90,7 @@ class Registry:
                 f"registry '{text}' is not of the form HOST[:PORT][/NAMESPACE] "
                 "(e.g. 127.0.0.1:5000, ghcr.io/my-team)."
             )
+        check_namespace(namespace, f"registry '{host}/{namespace}': namespace")
         if scheme is None:
             # docker talks plain http only to loopback (or daemon-configured insecure)
             # registries; http://HOST says this one is such an insecure registry.

@@ -53,6 +53,17 @@ def ensure_local_registry(
     return Registry.parse(url)
 
 
+def stop_local_registry(port: int = LOCAL_REGISTRY_PORT, state_dir: Path | None = None) -> None:
+    """Stop the registry ensure_local_registry started (its data is kept)."""
+    argv = ["bash", str(SCRIPTS / "start-registry.sh"), "--stop", "--port", str(port)]
+    if state_dir is not None:
+        argv += ["--dir", str(state_dir)]
+    try:
+        run(argv, what="stopping the local registry", timeout=60)
+    except CommandError as exc:
+        log.warning("could not stop the local registry on 127.0.0.1:%d: %s", port, exc)
+
+
 @dataclass(frozen=True)
 class PublishRun:
     registry: Registry
@@ -75,7 +86,8 @@ def registry_notes(run: PublishRun, *, configured: bool, dry_run: bool, matrix: 
     if run.started_local_registry:
         return [
             f"no registry configured (--registry, or `registry:` in {matrix}): started a local "
-            f"registry at {run.registry.url} (scripts/start-registry.sh)"
+            f"registry at {run.registry.url}; it keeps running for pulls: stop it with "
+            f"`bash scripts/start-registry.sh --stop --port {run.registry.host.rsplit(':', 1)[-1]}`"
         ]
     return []
 
@@ -114,6 +126,8 @@ def publish_release(
             )
         reports = report
     policy = policy or RetryPolicy.from_env(env)
+    # The engine first: nothing is started for a run that cannot push.
+    client = client or engine_client(timeout=900)
     started = False
     if registry:
         target = registry if isinstance(registry, Registry) else Registry.parse(registry)
@@ -127,10 +141,30 @@ def publish_release(
         )
         target = ensure_local_registry(local_port)
         started = True
+    try:
+        return _publish_to(
+            variants, target, reports, release_root, dry_run, policy, client, env, started
+        )
+    except BaseException:
+        if started:  # never leave a process behind on a failed run
+            stop_local_registry(local_port)
+        raise
+
+
+def _publish_to(
+    variants: tuple[Variant, ...],
+    target: Registry,
+    reports: Path,
+    release_root: Path,
+    dry_run: bool,
+    policy: RetryPolicy,
+    client: docker.DockerClient,
+    env: Mapping[str, str],
+    started: bool,
+) -> PublishRun:
     credentials = resolve_credentials(target.host, env)
     if credentials:
         log.info("registry credentials: %s", credentials)  # user and source, never the password
-    client = client or engine_client(timeout=900)
     results = publish(
         variants,
         registry=target,

@@ -24,6 +24,18 @@ from gpuimages.errors import CommandError
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 40
+_LIVE: set[int] = set()  # process groups of commands running now (run() starts each)
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_all() -> None:
+    """Kill every command run() has running (Ctrl-C, SIGTERM): their children run in
+    sessions of their own, so the terminal's signal never reaches them."""
+    with _LIVE_LOCK:
+        groups = list(_LIVE)
+    for pgid in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ def run(
             errors="replace",
             start_new_session=True,  # so a timeout can end the whole process group
         )
+        with _LIVE_LOCK:
+            _LIVE.add(proc.pid)
         if stdin_text is not None:
             assert proc.stdin is not None
             proc.stdin.write(stdin_text)
@@ -112,6 +126,8 @@ def run(
             proc.wait()
             raise
         finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc.pid)
             if timer:
                 timer.cancel()
         duration = time.monotonic() - start

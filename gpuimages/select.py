@@ -17,6 +17,7 @@ from gpuimages.errors import UserInputError, did_you_mean
 from gpuimages.matrix import DEFAULT_REPOSITORY, Matrix, load_matrix
 from gpuimages.options import AXES
 from gpuimages.paths import MATRIX
+from gpuimages.reference import check_axis_value, check_tag
 from gpuimages.variant import Variant, VariantRequest, resolve
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,13 @@ class Selection:
         """From a task's keyword options: the axes, `variant`, `all` and `matrix`."""
         variant = options.get("variant")
         names = tuple(variant) if isinstance(variant, (list, tuple)) else (variant,) * bool(variant)
+        for name in names:
+            check_tag(name, "--variant")
         return cls(
-            axes={a: (None if options.get(a) is None else str(options[a])) for a in AXES},
+            axes={
+                a: (None if options.get(a) is None else check_axis_value(f"--{a}", options[a]))
+                for a in AXES
+            },
             names=names,
             all=bool(options.get("all")),
             matrix=Path(options.get("matrix") or MATRIX),

@@ -24,7 +24,8 @@ from docker.types import DeviceRequest
 from gpuimages.container import RunSpec, TrackedContainers, parse_gpus
 from gpuimages.container import tracked as track_containers
 from gpuimages.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
-from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.errors import GpuImagesError
+from gpuimages.options import memory_size, whole_number
 from gpuimages.smoke_report import SmokeCheck, SmokeReport
 from gpuimages.variant import Variant
 
@@ -49,18 +50,17 @@ class SmokeOptions:
         *,
         gpus: str | None = None,
         shm_size: str | None = None,
-        timeout: int | str = 300,
+        timeout: int | str | None = None,
         require_gpus: int | str | None = None,
         multinode: bool = True,
     ) -> SmokeOptions:
         """The options of `invoke smoke` as given on the command line."""
-        try:
-            timeout_s = int(timeout)
-            required = None if require_gpus is None else int(require_gpus)
-        except ValueError:
-            raise UserInputError(
-                "--timeout takes a whole number of seconds, --require-gpus a number of GPUs."
-            ) from None
+        timeout_s = 300 if timeout is None else whole_number(timeout, "--timeout", minimum=1)
+        required = None if require_gpus is None else whole_number(require_gpus, "--require-gpus")
+        if shm_size is not None:
+            shm_size = memory_size(shm_size, "--shm-size")
+        if gpus is not None:
+            parse_gpus(gpus, "all")  # --gpus all | none | 0,1, refused here when not
         return cls(gpus, shm_size, timeout_s, required, multinode)
 
     def gpus_for(self, variant: Variant) -> str:

@@ -12,8 +12,11 @@ Not to be confused with the in-image suite's own JSON (scripts/smoke/suite.py, w
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,29 @@ CheckStatus = Literal["passed", "failed", "skipped"]
 ReportStatus = Literal["passed", "failed"]
 CHECK_STATUSES: tuple[str, ...] = get_args(CheckStatus)
 REPORT_STATUSES: tuple[str, ...] = get_args(ReportStatus)
+EVIDENCE_KEY_ENV = "GPUIMAGES_EVIDENCE_KEY"  # a CI secret: reports are signed and verified
+SIGNATURE = "signature"
+# Checks every report must carry (not failed); MUST_PASS may not be skipped either.
+SUITE_CHECKS = ("gpu", "torch", "cuda", "ddp", "flavor")
+MUST_PASS = ("torch", "ddp", "flavor", "labels")
+
+
+def required_checks(variant: Mapping[str, Any]) -> tuple[str, ...]:
+    """The checks a report of this variant must hold for its verdict to count."""
+    horovod = variant.get("horovod") not in (None, "none")
+    return (*SUITE_CHECKS, *(("horovod_gloo", "horovod_mpi") if horovod else ()), "labels")
+
+
+def evidence_digest(doc: Mapping[str, Any]) -> str:
+    """sha256 of a report's content (its signature left out), as canonical JSON."""
+    body = {k: v for k, v in doc.items() if k != SIGNATURE}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sign(digest: str, key: str) -> str:
+    """HMAC-SHA256 of an evidence digest under the CI's evidence key."""
+    return "hmac-sha256:" + hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()
 
 
 class SmokeReportError(GpuImagesError):
@@ -97,6 +123,27 @@ class SmokeReport:
     host: Mapping[str, Any] = field(default_factory=dict)
     found: Mapping[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA
+    digest: str = ""  # evidence_digest of the document as read (or as written)
+    signature: str | None = None  # sign(digest, key) when GPUIMAGES_EVIDENCE_KEY was set
+
+    @property
+    def derived_status(self) -> ReportStatus:
+        """The verdict the checks give, whatever the `status` field says."""
+        return "failed" if self.failed_checks else "passed"
+
+    def missing_checks(self) -> list[str]:
+        """Required checks absent from the report, or skipped where they must pass."""
+        missing = []
+        for name in required_checks(self.variant):
+            check = self.check(name)
+            if check is None or (name in MUST_PASS and check.status != "passed"):
+                missing.append(name)
+        return missing
+
+    def signed_by(self, key: str) -> bool:
+        return bool(self.signature) and hmac.compare_digest(
+            str(self.signature), sign(self.digest, key)
+        )
 
     @property
     def variant_name(self) -> str:
@@ -150,6 +197,8 @@ class SmokeReport:
             duration_s=float(doc.get("duration_s") or 0.0),
             host=dict(doc.get("host") or {}),
             found=dict(doc.get("found") or {}),
+            digest=evidence_digest(doc),
+            signature=doc.get(SIGNATURE) if isinstance(doc.get(SIGNATURE), str) else None,
         )
 
     @classmethod
@@ -215,10 +264,15 @@ class SmokeReport:
                 out.text = json.dumps(dict(check.figures), sort_keys=True)
         return ET.ElementTree(suite)
 
-    def write(self, path: Path) -> tuple[Path, Path]:
-        """The JSON report at path and its JUnit XML beside it (same stem)."""
+    def write(self, path: Path, key: str | None = None) -> tuple[Path, Path]:
+        """The JSON report at path and its JUnit XML beside it (same stem); signed with
+        `key` (default: $GPUIMAGES_EVIDENCE_KEY) when there is one."""
+        key = key if key is not None else os.environ.get(EVIDENCE_KEY_ENV)
+        doc = self.as_dict()
+        if key:
+            doc[SIGNATURE] = sign(evidence_digest(doc), key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        path.write_text(json.dumps(doc, indent=2) + "\n")
         junit = path.with_suffix(".xml")
         self.junit().write(junit, encoding="utf-8", xml_declaration=True)
         return path, junit

@@ -12,7 +12,8 @@ import docker
 import docker.errors
 
 from gpuimages.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
-from gpuimages.errors import GpuImagesError, UserInputError
+from gpuimages.errors import GpuImagesError
+from gpuimages.reference import check_tag
 from gpuimages.registry import Registry
 from gpuimages.variant import Variant
 
@@ -22,10 +23,7 @@ log = logging.getLogger(__name__)
 def alias_tags(variant: Variant, aliases: tuple[str, ...], registry: Registry | None) -> list[str]:
     tags = []
     for alias in aliases:
-        if not alias or ":" in alias or "/" in alias:
-            raise UserInputError(
-                f"alias '{alias}' is not a tag name (letters, digits, '.', '_', '-'), e.g. latest."
-            )
+        check_tag(alias, "--alias")
         tags.append(f"{variant.repository}:{alias}")
         if registry:
             tags.append(registry.tag_for(variant, alias))
@@ -40,6 +38,8 @@ def add_tags(
     client: docker.DockerClient | None = None,
 ) -> list[str]:
     """Add the registry-prefixed tag and aliases to the image the variant's tag names."""
+    for alias in aliases:
+        check_tag(alias, "--alias")
     client = client or engine_client()
     try:
         image = client.images.get(variant.tag)

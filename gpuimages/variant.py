@@ -14,6 +14,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpuimages.compat import BuildFacts, Compat, CudaRelease, TorchRelease
 from gpuimages.errors import UserInputError, did_you_mean, one_of
+from gpuimages.reference import check_repository
 
 FLAVORS = ("runtime", "devel")
 LABEL_PREFIX = "io.gpuimages"
@@ -269,6 +270,7 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
     decides the CUDA builds, the build decides cuDNN, the route and the OS images, the OS
     decides the Pythons, and so on. Each step raises UserInputError with the valid choices.
     """
+    check_repository(repository)
     torch, release = _torch_release(req.torch, compat)
     cuda, cuda_rel = _cuda_build(req.cuda, torch, release, compat)
     cudnn = _cudnn(req.cudnn, torch, cuda, compat)

@@ -6,6 +6,10 @@ PIP_ARGS=(--disable-pip-version-check)
 if [ -s /run/secrets/ca-bundle ]; then
   export PIP_CERT=/run/secrets/ca-bundle
 fi
+# An authenticated index's login: a netrc handed in as the BuildKit secret "pip-netrc".
+if [ -s /run/secrets/pip-netrc ]; then
+  export NETRC=/run/secrets/pip-netrc
+fi
 wheelhouse=${GPUIMAGES_WHEELHOUSE:-/wheelhouse}
 if [ "${GPUIMAGES_OFFLINE:-0}" = 1 ]; then
   PIP_ARGS+=(--no-index --find-links "$wheelhouse")

@@ -73,6 +73,9 @@ def report(variant, image_id=IMAGE, status="passed", **extra):
         {"name": "torch", "status": "passed"},
         {"name": "ddp", "status": "passed" if status == "passed" else "failed"},
         {"name": "gpu", "status": "skipped"},
+        {"name": "cuda", "status": "skipped"},
+        {"name": "flavor", "status": "passed"},
+        {"name": "labels", "status": "passed"},
     ]
     return {
         "schema": 1,
@@ -90,7 +93,7 @@ def report(variant, image_id=IMAGE, status="passed", **extra):
 def test_gate_passes_only_a_passed_report_for_the_same_image(variant, tmp_path):
     d = decide(variant, tmp_path / "r.json", report(variant), IMAGE)
     assert d.vetted and "smoke passed for image abababababab" in d.reason
-    assert d.smoke_counts() == {"passed": 2, "failed": 0, "skipped": 1}
+    assert d.smoke_counts() == {"passed": 4, "failed": 0, "skipped": 2}
 
 
 @pytest.mark.parametrize(
@@ -611,7 +614,7 @@ def test_markdown_table_versions_and_collapsed_freeze(variant):
     row = next(line for line in md.splitlines() if line.startswith(f"| {NAME} |"))
     assert "**published**" in row and "`sha256:121212121212`" in row
     assert "1.11 GB (412.00 MB compressed)" in row
-    assert "passed: 2 passed, 0 failed, 1 skipped" in row
+    assert "passed: 4 passed, 0 failed, 2 skipped" in row
     assert "| 2.13.0-cpu-devel | **refused** |" in md and "no report" in md
     assert "no smoke report at x \\| y: run it please" in md  # escaped, one line
     assert f"`docker pull 127.0.0.1:5000/gpuimages-test/publish@{DIGEST}`" in md

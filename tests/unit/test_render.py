@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
+from gpuimages.errors import UserInputError
 from gpuimages.matrix import load_matrix
-from gpuimages.render import render_all, render_variant
+from gpuimages.render import generated_header, render_all, render_variant
 from gpuimages.variant import VariantRequest, resolve
 
 
@@ -94,12 +95,34 @@ def test_check_reports_drift_and_stale(tmp_path, shipped):
     edited = out / variants[0].name / "Dockerfile"
     edited.write_text(edited.read_text() + "# hand edit\n")
     (out / "old-variant").mkdir()
+    (out / "old-variant" / "Dockerfile").write_text(generated_header("matrix.yaml") + "\n")
+    (out / "by-hand").mkdir()  # not ours: never stale
+    (out / "by-hand" / "Dockerfile").write_text("FROM scratch\n")
+    other = out / "other-matrix"  # another matrix's: not this one's to remove
+    other.mkdir()
+    (other / "Dockerfile").write_text(generated_header("other.yaml") + "\n")
     result = render_all(variants, out, check=True)
     assert result.written == (edited,)
     assert result.removed == (out / "old-variant",)
     render_all(variants, out)
     assert not (out / "old-variant").exists()
+    assert (out / "by-hand" / "Dockerfile").exists()
+    assert (other / "Dockerfile").exists()
     assert render_all(variants, out, check=True).drifted == ()
+
+
+def test_an_empty_matrix_renders_nothing_and_removes_nothing(tmp_path):
+    with pytest.raises(UserInputError, match="defines no variants"):
+        render_all((), tmp_path)
+
+
+def test_label_and_env_values_are_quoted_and_one_line(shipped):
+    from gpuimages.render import _quoted_value
+
+    assert _quoted_value('a"b\\c$HOME') == 'a\\"b\\\\c\\$HOME'
+    assert _quoted_value("/opt/venv/bin:${PATH}", expand=True) == "/opt/venv/bin:${PATH}"
+    with pytest.raises(UserInputError, match="line break"):
+        _quoted_value("x\nRUN echo pwned")
 
 
 @pytest.mark.skipif(

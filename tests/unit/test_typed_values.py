@@ -28,8 +28,12 @@ def test_the_matrix_registry_and_sources_are_typed_at_load(tmp_path):
     assert m.sources == PackageSources(wheelhouse=tmp_path)
     with pytest.raises(UserInputError, match=r"m\.yaml: registry: registry .a b/c. is not"):
         matrix_of(registry="a b/c")
-    with pytest.raises(UserInputError, match="carries credentials"):
-        matrix_of(sources={"pip_index_url": "https://u:p@mirror/simple"})
+    # an authenticated mirror: the login is split off, to travel as a BuildKit secret
+    m = matrix_of(sources={"pip_index_url": "https://u:p@mirror/simple"})
+    assert m.sources.pip_index_url == "https://mirror/simple"
+    assert m.sources.pip_login and m.sources.pip_login.password == "p"
+    with pytest.raises(UserInputError, match="query string"):
+        matrix_of(sources={"pip_index_url": "https://mirror/simple?token=abc"})
 
 
 @pytest.mark.parametrize("bad", ["a b", "user@host", "host:port:x", "ftp://host"])

@@ -1,0 +1,398 @@
+"""Faults and hostile input (issue 13): one test per item, against the real CLI and engine.
+
+Every test works in its own folder (matrix, build/, reports/) with its own repository
+namespace, so it never re-tags a user's image or overwrites their reports, and removes
+what it tagged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIANT = "2.13.0-cpu-runtime"
+NAMESPACE = "gpuimages-test13"
+PASSWORD = "S3cret-Mirror-Pw13"
+
+
+def workspace(path: Path, repository: str, *, link_dockerfiles: bool = True) -> Path:
+    """A folder the CLI runs in: matrix.yaml with its own repository, the committed
+    Dockerfiles linked in; build/ and reports/ land here, not in the repository."""
+    path.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "matrix.yaml").read_text()
+    (path / "matrix.yaml").write_text(
+        text.replace("repository: gpuimages/pytorch", f"repository: {repository}")
+    )
+    if link_dockerfiles:
+        (path / "dockerfiles").symlink_to(ROOT / "dockerfiles")
+    return path
+
+
+def gi(cwd: Path, *args: str, timeout: int = 1800, env: dict | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture()
+def tags_to_remove(client):
+    """Tags a test made in its own namespace: removed afterwards (never the image ids
+    of anyone else)."""
+    made: list[str] = []
+    yield made
+    for tag in made:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, noprune=False)
+
+
+def build_argv(wheelhouse: Path, *extra: str) -> list[str]:
+    return [
+        "build",
+        "--variant",
+        VARIANT,
+        "--local-base",
+        "--wheelhouse",
+        str(wheelhouse),
+        "--offline",
+        *extra,
+    ]
+
+
+def _in_file(path: Path, needle: bytes, chunk: int = 1 << 22) -> bool:
+    with open(path, "rb") as f:
+        tail = b""
+        while block := f.read(chunk):
+            if needle in tail + block:
+                return True
+            tail = block[-len(needle) :]
+    return False
+
+
+# --- 1. an authenticated mirror works; its password reaches nothing ---------------------
+
+
+def test_mirror_password_reaches_no_layer_history_log_or_report(
+    client, docker_cli, local_base, wheelhouse, tmp_path, tags_to_remove
+):
+    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/mirror")
+    tag = f"{NAMESPACE}/mirror:{VARIANT}"
+    tags_to_remove.append(tag)
+    mirror = f"http://gpuimages:{PASSWORD}@deb.debian.org:80"
+    r = gi(ws, *build_argv(wheelhouse, "--apt-mirror", mirror, "--matrix", "matrix.yaml"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert PASSWORD not in r.stdout + r.stderr
+    for path in (ws / "build").rglob("*"):
+        if path.is_file():
+            assert not _in_file(path, PASSWORD.encode()), path
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", tag], capture_output=True, text=True, check=True
+    ).stdout
+    assert PASSWORD not in history and "gpuimages:" not in history
+    sources = client.containers.run(
+        tag,
+        [
+            "bash",
+            "-c",
+            "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null; "
+            "grep -rl deb.debian.org:80 /etc/apt || true",
+        ],
+        remove=True,
+    ).decode()
+    assert "deb.debian.org:80" not in sources, "the mirror setting stayed in the image"
+    saved = tmp_path / "image.tar"
+    subprocess.run(["docker", "save", "-o", str(saved), tag], check=True, timeout=600)
+    try:
+        assert not _in_file(saved, PASSWORD.encode()), "the password is in a layer"
+    finally:
+        saved.unlink()
+
+
+def test_a_token_in_the_index_url_is_refused_before_any_build(tmp_path):
+    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    r = gi(
+        ws,
+        "build",
+        "--variant",
+        VARIANT,
+        "--pip-index-url",
+        "https://mirror.example/simple?token=tok-13-secret",
+        "--dry-run",
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "query string" in r.stderr and "tok-13-secret" not in r.stdout + r.stderr
+
+
+# --- 2. the publish gate trusts evidence, not one field ---------------------------------
+
+
+def _gate_setup(client, local_base, ws, tags_to_remove, checks, status):
+    """A variant tag on some image, and a hand-written report of that image id."""
+    repo = f"{NAMESPACE}-gate/pytorch"
+    tag = f"{repo}:{VARIANT}"
+    client.images.get(local_base).tag(repo, VARIANT)
+    tags_to_remove.append(tag)
+    image = client.images.get(tag)
+    variant = json.loads(gi(ws, "matrix", "--json").stdout)
+    doc = {
+        "schema": 1,
+        "variant": next(v for v in variant if v["name"] == VARIANT),
+        "image_id": image.id,
+        "status": status,
+        "created": "2099-01-01T00:00:00+00:00",
+        "checks": [{"name": n, "status": s} for n, s in checks],
+    }
+    (ws / "reports" / "smoke").mkdir(parents=True, exist_ok=True)
+    (ws / "reports" / "smoke" / f"{VARIANT}.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    ("checks", "words"),
+    [
+        ([("torch", "passed"), ("ddp", "failed"), ("labels", "passed")], "inconsistent"),
+        ([("torch", "passed")], "incomplete"),  # never really smoke-tested
+    ],
+)
+def test_publish_refuses_edited_or_incomplete_reports(
+    client, local_base, tmp_path, tags_to_remove, checks, words
+):
+    ws = workspace(tmp_path / "ws", f"{NAMESPACE}-gate/pytorch")
+    full = [("gpu", "skipped"), ("cuda", "skipped"), ("flavor", "passed")]
+    _gate_setup(
+        client, local_base, ws, tags_to_remove, checks + full * (words != "incomplete"), "passed"
+    )
+    r = gi(ws, "publish", "--variant", VARIANT, "--dry-run", "--registry", "127.0.0.1:1")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert words in r.stdout + r.stderr
+
+
+def test_publish_with_an_evidence_key_refuses_an_unsigned_report(
+    client, local_base, tmp_path, tags_to_remove
+):
+    ws = workspace(tmp_path / "ws", f"{NAMESPACE}-gate/pytorch")
+    checks = [(n, "passed") for n in ("torch", "ddp", "flavor", "labels")]
+    _gate_setup(
+        client,
+        local_base,
+        ws,
+        tags_to_remove,
+        [*checks, ("gpu", "skipped"), ("cuda", "skipped")],
+        "passed",
+    )
+    args = ("publish", "--variant", VARIANT, "--dry-run", "--registry", "127.0.0.1:1")
+    assert gi(ws, *args).returncode == 0  # complete, consistent: passes without a key
+    r = gi(ws, *args, env={"GPUIMAGES_EVIDENCE_KEY": "ci-secret-13"})
+    assert r.returncode == 1 and "carries no signature" in r.stdout + r.stderr
+
+
+# --- 3. repository names are checked when the matrix is read ----------------------------
+
+
+@pytest.mark.parametrize(
+    "repository", ['"x\\"\\nRUN touch /pwned\\n#"', "GpuImages/PyTorch", "../../evil/pytorch"]
+)
+def test_hostile_repository_names_are_refused_before_render_or_build(tmp_path, repository):
+    ws = workspace(tmp_path / "ws", "placeholder/x")
+    text = (ws / "matrix.yaml").read_text().replace("placeholder/x", repository)
+    (ws / "matrix.yaml").write_text(text)
+    for args in (("render", "--check"), ("build", "--variant", VARIANT, "--dry-run")):
+        r = gi(ws, *args)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "not an image repository name" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+# --- 4. Ctrl-C and SIGTERM stop a build, leave the tag, write the report -----------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_build_stops_leaves_the_tag_and_reports(
+    client, docker_cli, local_base, wheelhouse, tmp_path, tags_to_remove, sig
+):
+    repo = f"{NAMESPACE}-stop/pytorch"
+    ws = workspace(tmp_path / "ws", repo)
+    tag = f"{repo}:{VARIANT}"
+    client.images.get(local_base).tag(repo, VARIANT)  # where the tag is before the build
+    tags_to_remove.append(tag)
+    before = client.images.get(tag).id
+    # A base of its own (the local base plus one label): nothing is cached, it runs a while.
+    base = f"{NAMESPACE}-stop/base:{time.time_ns()}"
+    box = client.containers.create(local_base, "true")
+    try:
+        box.commit(*base.split(":"), changes=[f"LABEL io.gpuimages.test={time.time_ns()}"])
+    finally:
+        box.remove()
+    tags_to_remove.append(base)
+    argv = ["build", "--variant", VARIANT, "--base-image", base, "--wheelhouse", str(wheelhouse)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *argv, "--offline"],
+        cwd=ws,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log = ws / "build" / "logs" / f"{VARIANT}.log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (
+        log.exists() and "apt-install.sh" in log.read_text(errors="replace")
+    ):
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(sig)
+    start = time.monotonic()
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert time.monotonic() - start < 30
+    assert proc.returncode in (130, 143), out[-2000:]
+    assert client.images.get(tag).id == before, "the tag moved"
+    report = json.loads((ws / "build" / "reports" / "build-report.json").read_text())
+    assert [b["status"] for b in report["builds"]] == ["interrupted"]
+    assert not _children_in(ws), "a process of the build is still running"
+
+
+def _children_in(folder: Path) -> list[int]:
+    """Processes whose working directory is folder (the CLI's children run there)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == folder:
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+# --- 5. a tiny hostile matrix is refused quickly, with a bounded message ------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # 20 values per axis on 8 axes: 2.56e10 combinations
+        "axes:\n  - {"
+        + ", ".join(
+            f"{a}: [{', '.join(str(i) for i in range(20))}]"
+            for a in ("torch", "cuda", "cudnn", "flavor", "python", "os", "base", "horovod")
+        )
+        + "}\n",
+        # billion laughs
+        "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+        "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+        "axes: [{torch: *f, cuda: *f}]\n",
+    ],
+)
+def test_a_small_hostile_matrix_is_refused_fast_and_briefly(tmp_path, text):
+    (tmp_path / "matrix.yaml").write_text(text)
+    start = time.monotonic()
+    r = gi(tmp_path, "matrix", timeout=60)
+    assert time.monotonic() - start < 20
+    assert r.returncode == 2, r.stdout[-500:] + r.stderr[-500:]
+    assert len(r.stderr) < 1500 and "Traceback" not in r.stderr
+
+
+# --- 7. publish with no engine starts nothing ---------------------------------------------
+
+
+def test_publish_without_an_engine_starts_no_registry(tmp_path):
+    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    port_before = _listening(5000)
+    r = gi(ws, "publish", "--variant", VARIANT, env=env, timeout=120)
+    assert r.returncode != 0 and "No Docker engine" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert _listening(5000) == port_before, "a registry was left running on :5000"
+
+
+def _listening(port: int) -> bool:
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+# --- 8. bad options end in one paragraph, not a traceback --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("smoke", "--variant", VARIANT, "--timeout", "abc"), "--timeout"),
+        (("smoke", "--variant", VARIANT, "--require-gpus", "two"), "--require-gpus"),
+        (("smoke", "--variant", VARIANT, "--shm-size", "banana"), "--shm-size"),
+        (("smoke", "--variant", VARIANT, "--report", "/proc/x.json"), "--report"),
+        (("build", "--variant", VARIANT, "--jobs", "abc", "--dry-run"), "--jobs"),
+        (("build", "--variant", VARIANT, "--report", "/proc/x.json", "--dry-run"), "--report"),
+        (
+            ("build", "--variant", VARIANT, "--ca-bundle", "/nonexistent", "--dry-run"),
+            "--ca-bundle",
+        ),
+        (("wheelhouse", "--variant", VARIANT, "--dest", "/proc/x"), "--dest"),
+        (("tag", "--variant", VARIANT, "--alias", "bad alias"), "--alias"),
+        (("check", "--torch", "1" * 5000, "--cuda", "cpu"), "torch"),
+        (
+            (
+                "launch",
+                "--variant",
+                VARIANT,
+                "--nodes",
+                "1",
+                "--gpus-per-node",
+                "1",
+                "--master-addr",
+                "10.0.0.1",
+                "--k8s",
+                "/proc/x",
+            ),
+            "--k8s",
+        ),
+    ],
+)
+def test_bad_options_are_one_paragraph(tmp_path, args, words):
+    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    r = gi(ws, *args, timeout=120)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and words in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 4, r.stderr
+    assert not (ws / "reports").exists()
+
+
+def test_no_engine_is_one_paragraph_for_smoke_and_tag(tmp_path):
+    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    for args in (("smoke", "--variant", VARIANT), ("tag", "--variant", VARIANT, "--alias", "x")):
+        r = gi(ws, *args, env=env, timeout=120)
+        assert r.returncode == 1 and "No Docker engine" in r.stderr, r.stderr[-2000:]
+        assert len(r.stderr.strip().splitlines()) <= 3, r.stderr
+
+
+# --- 9. render never deletes what another matrix (or a person) wrote ---------------------
+
+
+def test_render_of_another_matrix_keeps_the_committed_dockerfiles(tmp_path):
+    ws = workspace(tmp_path / "ws", "gpuimages/pytorch", link_dockerfiles=False)
+    subprocess.run(["cp", "-r", str(ROOT / "dockerfiles"), str(ws / "dockerfiles")], check=True)
+    before = sorted(p.name for p in (ws / "dockerfiles").iterdir())
+    (ws / "other.yaml").write_text("axes:\n  - {torch: 2.13.0, cuda: cpu}\n")
+    r = gi(ws, "render", "--matrix", "other.yaml")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (ws / "dockerfiles").iterdir()) == before
+    (ws / "empty.yaml").write_text("axes: []\n")
+    r = gi(ws, "render", "--matrix", "empty.yaml")
+    assert r.returncode == 2 and "defines no variants" in r.stderr
+    assert sorted(p.name for p in (ws / "dockerfiles").iterdir()) == before
