@@ -84,7 +84,7 @@ def render(c, check=False, matrix=str(MATRIX)):
                 f"(run `invoke render`):\n  {names}",
                 code=1,
             )
-        ui.console.print(f"dockerfiles/ is up to date ({len(result.unchanged)} Dockerfiles).")
+        ui.console.print(f"dockerfiles/ is up to date ({len(result.unchanged)} files).")
         return
     ui.console.print(
         f"{len(result.written)} written, {len(result.unchanged)} unchanged, "

@@ -31,6 +31,7 @@ from gpuimages.errors import CommandError, GpuImagesError
 from gpuimages.paths import ROOT, git_revision
 from gpuimages.runner import run, stop_all
 from gpuimages.sources import PackageSources
+from gpuimages.startup import FACTS_FILE
 from gpuimages.variant import Variant
 from gpuimages.wheelcheck import refuse_missing
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MB = 1_000_000  # docker reports decimal megabytes
 BUDGET_SLACK = 1.20  # a build may exceed its size budget by 20% before it fails
-CONTEXT_PARTS = ("scripts/image", "scripts/smoke")
+CONTEXT_PARTS = ("scripts/image", "scripts/smoke", "scripts/entrypoint")
 BUILD_TIMEOUT_S = 3 * 3600
 
 
@@ -95,9 +96,14 @@ def build_labels(variant: Variant, revision: str | None) -> dict[str, str]:
     return labels
 
 
-def _context_files(sources: PackageSources) -> list[tuple[Path, str]]:
+def _context_files(
+    sources: PackageSources, dockerfiles: Path | None = None
+) -> list[tuple[Path, str]]:
     """(source file, path inside the context) for everything a Dockerfile may read."""
     files: list[tuple[Path, str]] = []
+    if dockerfiles is not None:  # each variant's start-up facts, rendered beside its Dockerfile
+        for src in sorted(dockerfiles.glob(f"*/{FACTS_FILE}")):
+            files.append((src, f"dockerfiles/{src.parent.name}/{FACTS_FILE}"))
     for part in CONTEXT_PARTS:
         for src in sorted((ROOT / part).rglob("*")):
             if src.is_file() and "__pycache__" not in src.parts:
@@ -109,14 +115,16 @@ def _context_files(sources: PackageSources) -> list[tuple[Path, str]]:
     return files
 
 
-def stage_context(variant: Variant, sources: PackageSources, work_dir: Path) -> Path:
+def stage_context(
+    variant: Variant, sources: PackageSources, work_dir: Path, dockerfiles: Path | None = None
+) -> Path:
     """A build context holding only what the Dockerfile reads, laid out like the repo.
 
     One directory per wheelhouse, kept between builds and synced in place: BuildKit sends
     a context incrementally when its path stays the same, so the multi-GB wheels travel
     once for all variants that share them, and a changed smoke script costs only itself.
     """
-    files = _context_files(sources)
+    files = _context_files(sources, dockerfiles)
     key = str(sources.wheelhouse.resolve()) if sources.wheelhouse else "-"
     ctx = work_dir / "context" / hashlib.sha256(key.encode()).hexdigest()[:12]
     ctx.mkdir(parents=True, exist_ok=True)
@@ -205,7 +213,7 @@ def build_one(
     if not dockerfile.is_file():
         result.error = f"{dockerfile} is missing: run `invoke render` first."
         return result
-    ctx = stage_context(variant, sources, work_dir)
+    ctx = stage_context(variant, sources, work_dir, dockerfiles)
     iidfile = work_dir / "iid" / f"{variant.name}.txt"
     iidfile.parent.mkdir(parents=True, exist_ok=True)
     iidfile.unlink(missing_ok=True)

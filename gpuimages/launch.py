@@ -288,7 +288,8 @@ def notes(plan: LaunchPlan) -> list[str]:
         out.append(
             "horovodrun and mpirun start the other nodes' ranks over SSH (port "
             f"{SSH_PORT}): node 0's container needs passwordless keys for the other nodes in "
-            "/root/.ssh; theirs run the image's sshd (as the MPIJob's workers do with --k8s)."
+            "/home/trainer/.ssh (the image's user, uid 1000); theirs run the image's sshd (as the "
+            "MPIJob's workers do with --k8s, on port 2222: no privilege needed as uid 1000)."
         )
     else:
         out.append(
@@ -407,6 +408,8 @@ def mpijob(plan: LaunchPlan) -> dict[str, object]:
         "metadata": {"name": plan.job_name, "labels": _labels(plan)},
         "spec": {
             "slotsPerWorker": plan.gpus_per_node,
+            # The images run as uid 1000 (HOME /home/trainer); the operator's keys go there.
+            "sshAuthMountPath": "/home/trainer/.ssh",
             "runPolicy": {"cleanPodPolicy": "Running"},
             "mpiReplicaSpecs": {"Launcher": launcher, "Worker": worker},
         },

@@ -6,6 +6,7 @@ All decisions are made here in Python; templates get plain, already-sorted value
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shlex
 from dataclasses import dataclass
@@ -13,15 +14,60 @@ from pathlib import Path
 
 import jinja2
 
+from gpuimages.compat import Compat, load_compat
 from gpuimages.errors import UserInputError
 from gpuimages.paths import TEMPLATES
 from gpuimages.reference import shown
+from gpuimages.startup import FACTS_FILE, facts_text
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
 
 MAIN_TEMPLATE = "Dockerfile.j2"
 DOCKERFILE = "Dockerfile"
+
+# Protected torch: pip reads these pins (what the build installed) through PIP_CONSTRAINT,
+# so installing a library can never swap torch for another CUDA build.
+CONSTRAINTS = "/opt/gpuimages/constraints.txt"
+PROTECTED = (
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "numpy",
+    "triton",
+    "horovod",
+    "nvidia-*",
+    "cuda-*",
+)
+
+# Non-root by default: uid 1000 in group 0, and everything a user writes (the venv, HOME,
+# /workspace) group-writable, so arbitrary UIDs in group 0 (OpenShift) work the same.
+USER_UID = 1000
+USER_NAME = "trainer"
+HOME = f"/home/{USER_NAME}"
+USER_COMMANDS = (
+    # Some bases (ubuntu:24.04) already have a user 1000: it gives way.
+    f"if getent passwd {USER_UID} >/dev/null; then "
+    f'userdel --remove "$(getent passwd {USER_UID} | cut -d: -f1)"; fi',
+    f"useradd --uid {USER_UID} --gid 0 --create-home --home-dir {HOME} --shell /bin/bash "
+    f"{USER_NAME}",
+    f"mkdir -p /workspace && chown {USER_UID}:0 /workspace {HOME}",
+    f"chmod 2775 /workspace {HOME}",
+)
+# Multi-node Horovod (horovodrun -H, mpirun, MPIJob workers running `sshd -De`) starts
+# ranks over ssh. As the image's user, sshd reads the host keys through group 0, writes
+# its pid file where it may, and accepts the group-writable HOME; port 2222 needs no
+# privilege (the client's default port follows); root still works (privsep dir).
+SSHD_PORT = 2222
+SSHD_COMMANDS = (
+    "mkdir -p /run/sshd",
+    "chmod 0640 /etc/ssh/ssh_host_*_key",
+    f"printf 'Port {SSHD_PORT}\\nPidFile /tmp/sshd.pid\\nStrictModes no\\n' >>/etc/ssh/sshd_config",
+    f"printf 'Host *\\n    Port {SSHD_PORT}\\n' >>/etc/ssh/ssh_config",
+)
+# The start-up check (scripts/entrypoint/), then the command: isolated from the user's
+# PYTHON* variables, no site-packages, standard library only.
+ENTRYPOINT = ("/opt/venv/bin/python", "-I", "-S", "/opt/gpuimages/entrypoint/startup_check.py")
 
 
 @dataclass(frozen=True)
@@ -56,6 +102,11 @@ class DockerfileContext:
     final_parent: str
     env: tuple[tuple[str, str], ...]
     labels: tuple[tuple[str, str], ...]
+    constraints: str
+    protected: tuple[str, ...]  # write-constraints.py patterns: what pip may not replace
+    user: str  # USER of the final image
+    entrypoint: str  # ENTRYPOINT, a JSON array
+    cmd: str  # CMD, a JSON array
 
 
 def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> DockerfileContext:
@@ -121,6 +172,10 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
     env = dict(variant.smoke_env())
     env["PATH"] = "/opt/venv/bin:${PATH}"
     env["VIRTUAL_ENV"] = "/opt/venv"
+    # Arbitrary UIDs (OpenShift, --user) have no passwd entry, so Docker would give them
+    # HOME=/: every user gets the group-writable home instead.
+    env["HOME"] = HOME
+    env["PIP_CONSTRAINT"] = CONSTRAINTS
     toolchain_commands: list[str] = []
     if variant.flavor == "devel" and not variant.is_cpu:
         # Without a GPU, torch.utils.cpp_extension cannot pick archs (IndexError): name them.
@@ -167,12 +222,7 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
         horovod_apt=tuple(sorted(set(horovod_apt))),
         horovod_requirements=_quoted(horovod_requirements),
         venv_stage="horovod" if variant.horovod else "builder",
-        # Multi-node Horovod (horovodrun -H, mpirun, MPIJob workers running `sshd -De`)
-        # starts ranks over ssh; sshd refuses to start without its privilege-separation dir.
-        final_commands=(
-            "useradd --create-home --shell /bin/bash --user-group trainer",
-            *(("mkdir -p /run/sshd",) if variant.horovod else ()),
-        ),
+        final_commands=(*USER_COMMANDS, *(SSHD_COMMANDS if variant.horovod else ())),
         runtime_apt=tuple(sorted(set(runtime_apt))),
         devel_apt=tuple(sorted(set(devel_apt))),
         pip_pins=_quoted(variant.pip_pins),
@@ -189,6 +239,11 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
         final_parent="toolchain" if variant.flavor == "devel" else "system",
         env=tuple((k, _quoted_value(v, expand=True)) for k, v in sorted(env.items())),
         labels=tuple((k, _quoted_value(v)) for k, v in variant.labels().items()),
+        constraints=CONSTRAINTS,
+        protected=_quoted(PROTECTED),
+        user=f"{USER_UID}:0",
+        entrypoint=json.dumps(ENTRYPOINT),
+        cmd=json.dumps(["bash"]),
     )
 
 
@@ -269,8 +324,10 @@ def render_all(
     check: bool = False,
     templates: Path = TEMPLATES,
     matrix_path: str = "matrix.yaml",
+    compat: Compat | None = None,
 ) -> RenderResult:
-    """Write dockerfiles/<name>/Dockerfile for every variant, or (check) only compare.
+    """Write dockerfiles/<name>/Dockerfile (and its startup.json) for every variant, or
+    (check) only compare.
 
     A Dockerfile for a variant no longer in the matrix is stale: removed (or reported),
     but only one that carries our generated header naming this same matrix file; a
@@ -285,29 +342,36 @@ def render_all(
     _check_comment(matrix_path, "--matrix")
     env = _environment(templates)
     template = env.get_template(MAIN_TEMPLATE)
+    compat = compat or load_compat()
     written: list[Path] = []
     unchanged: list[Path] = []
     wanted: set[str] = set()
     for variant in variants:
         wanted.add(variant.name)
-        text = template.render(ctx=context_for(variant, matrix_path))
-        path = out_dir / variant.name / DOCKERFILE
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current == text:
-            unchanged.append(path)
-            continue
-        written.append(path)
-        if not check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            log.debug("wrote %s", path)
+        files = {
+            DOCKERFILE: template.render(ctx=context_for(variant, matrix_path)),
+            # What the image's start-up check knows (the doctor's verdicts, as data).
+            FACTS_FILE: facts_text(variant, variants, compat),
+        }
+        for filename, text in files.items():
+            path = out_dir / variant.name / filename
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            if current == text:
+                unchanged.append(path)
+                continue
+            written.append(path)
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+                log.debug("wrote %s", path)
     removed: list[Path] = []
     if out_dir.is_dir():
         for child in sorted(out_dir.iterdir()):
             if child.is_dir() and child.name not in wanted and _ours(child, matrix_path):
                 removed.append(child)
                 if not check:
-                    (child / DOCKERFILE).unlink()
+                    for name in (DOCKERFILE, FACTS_FILE):  # the files we write, no others
+                        (child / name).unlink(missing_ok=True)
                     with contextlib.suppress(OSError):
                         child.rmdir()  # only when nothing else was put there
                     log.info("removed stale %s", child)

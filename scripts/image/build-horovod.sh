@@ -5,6 +5,7 @@
 # HOROVOD_* build switches come from the environment (set by the Dockerfile);
 # GPUIMAGES_VENV and GPUIMAGES_WHEELHOUSE default to the image's /opt/venv and /wheelhouse.
 set -euo pipefail
+umask 0002  # the venv stays group-writable (pip-install.sh)
 version=$1
 shift
 # shellcheck source=scripts/image/pip-env.sh
@@ -53,3 +54,4 @@ fi
 tail -n 5 "$log"
 "${pip[@]}" install "${PIP_ARGS[@]}" --no-deps "$work"/dist/horovod-*.whl
 "$venv/bin/horovodrun" --check-build
+find "$venv" ! -perm -g+w -exec chmod g+w {} +

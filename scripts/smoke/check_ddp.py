@@ -18,7 +18,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import smokelib  # noqa: E402  (after the sys.path line above)
+import nccl_log  # noqa: E402  (after the sys.path line above)
+import smokelib  # noqa: E402
 
 NAME = "ddp"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -94,6 +95,17 @@ def launcher_command(
     ]
 
 
+def nccl_transport(output, nnodes, nproc, figures, status, reason):
+    """Record which transport carried NCCL's traffic; fail a one-node run on sockets."""
+    found = nccl_log.transports(output)
+    figures["nccl_transports"] = found
+    figures["nccl_transport"] = nccl_log.summary(found)
+    ok, why = nccl_log.verdict(found, nnodes, nproc)
+    if not ok and status == "passed":
+        return "failed", why
+    return status, reason + ("; " + why if status == "passed" and found else "")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     smokelib.add_expectation_args(parser, ["expect-cuda", "require-gpus"])
@@ -136,6 +148,8 @@ def main(argv=None):
         master_port = 29500
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if backend == "nccl":
+        env.setdefault("NCCL_DEBUG", "INFO")  # the channel lines name the transport used
     if (args.nnodes == 1 or master_addr in LOOPBACK) and "GLOO_SOCKET_IFNAME" not in env:
         env["GLOO_SOCKET_IFNAME"] = "lo"  # do not depend on the hostname resolving
     have_run = has_torch_distributed_run()
@@ -164,6 +178,8 @@ def main(argv=None):
     status, reason = worker["status"], worker.get("reason", "")
     if outcome.returncode != 0 and status != "failed":
         status, reason = "failed", "launcher exited with code %d; %s" % (outcome.returncode, reason)
+    if backend == "nccl":
+        status, reason = nccl_transport(outcome.output, args.nnodes, nproc, figures, status, reason)
     if status == "passed" and args.nnodes > 1:
         reason = "node %d of %d: %s" % (args.node_rank, args.nnodes, reason)
     return smokelib.emit_result(NAME, status, reason, figures)

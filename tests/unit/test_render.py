@@ -132,3 +132,36 @@ def test_hadolint_clean(repo_root, shipped):
     files = [str(repo_root / "dockerfiles" / v.name / "Dockerfile") for v in shipped.variants]
     r = subprocess.run(["hadolint", *files], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_images_protect_torch_run_non_root_and_check_at_start(shipped):
+    text = render_variant(shipped.by_name()["2.14.1-cuda13.0-cudnn9-runtime"])
+    final = text.split("FROM system AS runtime", 1)[1]
+    assert 'PIP_CONSTRAINT="/opt/gpuimages/constraints.txt"' in final
+    assert "write-constraints.py /opt/gpuimages/constraints.txt" in final
+    assert "torch torchvision torchaudio numpy triton horovod 'nvidia-*' 'cuda-*'" in final
+    assert 'HOME="/home/trainer"' in final and "\nUSER 1000:0\n" in final
+    assert '\nENTRYPOINT ["/opt/venv/bin/python", "-I", "-S", ' in final
+    assert '\nCMD ["bash"]\n' in final  # an ENTRYPOINT resets the base image's CMD
+    assert "COPY dockerfiles/2.14.1-cuda13.0-cudnn9-runtime/startup.json " in final
+    system = text.split("AS system", 1)[1].split("COPY --from", 1)[0]
+    assert "useradd --uid 1000 --gid 0 --create-home --home-dir /home/trainer" in system
+    assert "chmod 2775 /workspace /home/trainer" in system
+    assert "sshd" not in system
+
+
+def test_horovod_sshd_runs_as_the_image_user(shipped):
+    text = render_variant(shipped.by_name()["2.13.0-cpu-runtime-horovod0.28.1"])
+    system = text.split("AS system", 1)[1].split("COPY --from", 1)[0]
+    assert "chmod 0640 /etc/ssh/ssh_host_*_key" in system
+    assert "Port 2222\\nPidFile /tmp/sshd.pid\\nStrictModes no" in system
+
+
+def test_startup_facts_rendered_and_drift_checked(shipped, tmp_path):
+    variants = tuple(shipped.variants[:2])
+    result = render_all(variants, tmp_path)
+    assert len(result.written) == 4
+    facts = tmp_path / variants[0].name / "startup.json"
+    assert facts.is_file()
+    facts.write_text("{}")
+    assert render_all(variants, tmp_path, check=True).drifted == (facts,)
