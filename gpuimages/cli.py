@@ -114,6 +114,8 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt as exc:
             code = 143 if isinstance(exc, Terminated) else 130
             raise Exit("interrupted", code=code) from None
+        except Exit:
+            raise  # a task's own exit code (`invoke run` passes the command's on)
         except Exception as exc:
             if os.environ.get(DEBUG_ENV) == "1":
                 raise

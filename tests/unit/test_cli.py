@@ -80,3 +80,16 @@ def test_build_needs_a_selection():
 def test_build_unknown_variant_did_you_mean():
     r = invoke("build", "--variant", "2.13.0-cpu-runtme", "--dry-run")
     assert r.returncode == 2 and "did you mean '2.13.0-cpu-runtime'" in r.stderr
+
+
+def test_a_tasks_own_exit_code_is_not_a_crash():
+    from invoke.exceptions import Exit
+
+    from gpuimages.cli import guarded
+
+    def body():
+        raise Exit(code=3)
+
+    with pytest.raises(Exit) as err:
+        guarded(body)()
+    assert err.value.code == 3
