@@ -155,6 +155,7 @@ def _sync(src: Path, dest: Path) -> None:
 
 
 _STEP = re.compile(r"^#(\d+) (\[[^\]]+\] .*)$")
+_MOUNT = re.compile(r"--mount=\S+")
 _STEP_ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
 
 
@@ -168,7 +169,10 @@ def failed_step(log_text: str) -> str | None:
             continue
         m = _STEP_ERROR.match(line)
         if m and m.group(1) in steps:
-            return steps[m.group(1)][:300]
+            # The RUN preambles' --mount options (bind, cache, secrets) say nothing about
+            # what failed and would push the command out of a short line.
+            step = _MOUNT.sub("", steps[m.group(1)])
+            return " ".join(step.split())[:300]
     return None
 
 

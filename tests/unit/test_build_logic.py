@@ -86,6 +86,13 @@ def test_failed_step_is_named():
     assert failed_step("#1 [internal] load\n#1 DONE") is None
 
 
+def test_failed_step_drops_the_mount_options():
+    mounts = " ".join(f"--mount=type=secret,id=s{i}" for i in range(20))  # longer than 300
+    log = f"#8 [builder 3/3] RUN {mounts}     /opt/gpuimages/build/pip-install.sh python3.11\n"
+    log += "#8 ERROR: executor failed running [...]: exit code: 1\n"
+    assert failed_step(log) == "[builder 3/3] RUN /opt/gpuimages/build/pip-install.sh python3.11"
+
+
 def test_runner_logs_masks_and_raises_with_tail(tmp_path):
     log = tmp_path / "x.log"
     code = "print('token=s3cret'); import sys; sys.exit(3)"
