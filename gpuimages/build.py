@@ -6,6 +6,7 @@ budget; a failed build removes the tag so it cannot point at a stale image.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -14,9 +15,10 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -196,7 +198,57 @@ def _untag(client: docker.DockerClient, tag: str) -> None:
         log.warning("could not remove stale tag %s: %s", tag, exc.explanation)
 
 
-def build_one(
+LOCK_DIR = Path(tempfile.gettempdir()) / "gpuimages-locks"
+
+
+@contextlib.contextmanager
+def variant_lock(
+    variant: Variant, lock_dir: Path = LOCK_DIR, stopping: threading.Event | None = None
+) -> Iterator[None]:
+    """One build of a tag at a time on this host, whichever checkout it comes from.
+
+    Two builds of one variant would otherwise both report success while the last one wins
+    the tag, and would write one log file at once. The second waits, saying who holds it.
+    """
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", variant.tag) + ".lock")
+    with open(path, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another build"
+            log.warning("%s is being built by %s; waiting for it to finish", variant.tag, holder)
+            while True:  # polled, so Ctrl-C/SIGTERM (the stopping event) ends the wait
+                if stopping is not None and stopping.is_set():
+                    raise GpuImagesError(
+                        f"stopped while waiting for {holder} to build it"
+                    ) from None
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.5)
+        fh.seek(0)
+        fh.truncate()
+        started = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%SZ")
+        fh.write(f"pid {os.getpid()} (since {started})")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_one(variant: Variant, cli: DockerCli, sources: PackageSources, **kwargs) -> BuildResult:
+    """Build one variant (see _build_one), holding its lock for the whole build."""
+    with variant_lock(variant, stopping=kwargs.get("stopping")):
+        return _build_one(variant, cli, sources, **kwargs)
+
+
+def _build_one(
     variant: Variant,
     cli: DockerCli,
     sources: PackageSources,

@@ -106,3 +106,47 @@ def test_runner_logs_masks_and_raises_with_tail(tmp_path):
 def test_runner_timeout_kills(tmp_path):
     with pytest.raises(CommandError, match="timed out after 1 s"):
         run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)
+
+
+def test_second_build_of_a_variant_waits_and_names_the_holder(compat, tmp_path, caplog):
+    import threading
+    import time
+
+    from gpuimages.build import variant_lock
+    from gpuimages.variant import VariantRequest, resolve
+
+    variant = resolve(VariantRequest("2.13.0", "cpu"), compat)
+    held = threading.Event()
+
+    def first():
+        with variant_lock(variant, tmp_path):
+            held.set()
+            time.sleep(1.0)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait(5)
+    start = time.monotonic()
+    with caplog.at_level("WARNING"), variant_lock(variant, tmp_path):
+        waited = time.monotonic() - start
+    thread.join()
+    assert waited >= 0.5, waited
+    assert f"{variant.tag} is being built by pid " in caplog.text
+
+
+def test_waiting_for_the_lock_ends_on_stop(compat, tmp_path):
+    import threading
+
+    from gpuimages.build import variant_lock
+    from gpuimages.errors import GpuImagesError
+    from gpuimages.variant import VariantRequest, resolve
+
+    variant = resolve(VariantRequest("2.13.0", "cpu"), compat)
+    stopping = threading.Event()
+    stopping.set()
+    with (
+        variant_lock(variant, tmp_path),
+        pytest.raises(GpuImagesError, match="stopped while waiting"),
+        variant_lock(variant, tmp_path, stopping=stopping),
+    ):
+        pass
