@@ -60,6 +60,24 @@ def fresh_base(client: docker.DockerClient) -> str:
     return tag
 
 
+def offline_sources(base: str, wheelhouse: str | Path) -> PackageSources:
+    """Both stages on `base`, packages only from the wheelhouse: nothing else varies."""
+    return PackageSources(
+        base_image=base, builder_image=base, wheelhouse=Path(wheelhouse), offline=True
+    )
+
+
+def warm_rebuild(variant, cli, sources, dockerfiles, work) -> float:
+    """Seconds to rebuild after touching only a smoke script (restored afterwards)."""
+    original = TOUCHED.read_text()
+    try:
+        TOUCHED.write_text(original + f"\n<!-- bench {uuid.uuid4().hex} -->\n")
+        warm, _ = timed_build([variant], cli, sources, dockerfiles, work)
+    finally:
+        TOUCHED.write_text(original)
+    return warm
+
+
 def timed_build(variants, cli, sources, dockerfiles, work):
     start = time.monotonic()
     results = build_many(
@@ -91,20 +109,13 @@ def main() -> None:
         render_all((runtime, devel, *mirror), dockerfiles)
 
         def sources(base: str) -> PackageSources:
-            return PackageSources(
-                base_image=base, builder_image=base, wheelhouse=Path(args.wheelhouse), offline=True
-            )
+            return offline_sources(base, args.wheelhouse)
 
         try:
             base1 = fresh_base(client)
             made.append(base1)
             cold, [r1] = timed_build([runtime], cli, sources(base1), dockerfiles, tmpdir / "w")
-            original = TOUCHED.read_text()
-            try:
-                TOUCHED.write_text(original + f"\n<!-- bench {uuid.uuid4().hex} -->\n")
-                warm, _ = timed_build([runtime], cli, sources(base1), dockerfiles, tmpdir / "w")
-            finally:
-                TOUCHED.write_text(original)
+            warm = warm_rebuild(runtime, cli, sources(base1), dockerfiles, tmpdir / "w")
             print(f"cold build ({RUNTIME}): {cold:.1f} s")
             print(
                 f"warm rebuild after a smoke-script change: {warm:.1f} s = "

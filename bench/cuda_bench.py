@@ -22,12 +22,11 @@ import argparse
 import contextlib
 import json
 import tempfile
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import docker
-from build_bench import TOUCHED, fresh_base, timed_build
+from build_bench import fresh_base, offline_sources, timed_build, warm_rebuild
 
 from gpuimages.build import MB, PackageSources
 from gpuimages.engine import LOCAL_BASE, find_docker_cli
@@ -62,9 +61,7 @@ def main() -> None:
         render_all((runtime, devel), dockerfiles)
 
         def sources(base: str) -> PackageSources:
-            return PackageSources(
-                base_image=base, builder_image=base, wheelhouse=Path(args.wheelhouse), offline=True
-            )
+            return offline_sources(base, args.wheelhouse)
 
         try:
             base1 = fresh_base(client)
@@ -95,12 +92,7 @@ def main() -> None:
                 f"({dup} bytes; target 0); cuda check {result['status']}: {result['reason']}"
             )
 
-            original = TOUCHED.read_text()
-            try:
-                TOUCHED.write_text(original + f"\n<!-- bench {uuid.uuid4().hex} -->\n")
-                warm, _ = timed_build([runtime], cli, sources(base1), dockerfiles, tmpdir / "w")
-            finally:
-                TOUCHED.write_text(original)
+            warm = warm_rebuild(runtime, cli, sources(base1), dockerfiles, tmpdir / "w")
             print(
                 f"warm rebuild after a smoke-script change: {warm:.1f} s = "
                 f"{warm / cold:.1%} of cold (target <= 3%)"

@@ -34,6 +34,8 @@ from typing import Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import check_cuda  # noqa: E402  (their option lists; torch is imported only when run)
+import check_torch  # noqa: E402
 import smokelib  # noqa: E402  (after the sys.path line above)
 
 SCHEMA = 1
@@ -150,30 +152,9 @@ def check_command(name: str, args: argparse.Namespace, python: str = sys.executa
             args, ["min-driver", "expect-cuda", "require-gpus"]
         )
     if name == "torch":
-        return script("check_torch.py") + _forward(
-            args,
-            [
-                "expect-torch",
-                "expect-cuda",
-                "expect-cudnn",
-                "expect-python",
-                "expect-torchvision",
-                "archs",
-                "require-gpus",
-            ],
-        )
+        return script("check_torch.py") + _forward(args, check_torch.OPTIONS)
     if name == "cuda":
-        return script("check_cuda.py") + _forward(
-            args,
-            [
-                "expect-cuda",
-                "expect-cudnn",
-                "expect-cudnn-version",
-                "expect-nccl",
-                "archs",
-                "base",
-            ],
-        )
+        return script("check_cuda.py") + _forward(args, check_cuda.OPTIONS)
     if name == "ddp":
         cmd = script("check_ddp.py") + _forward(args, ["expect-cuda", "require-gpus"])
         cmd += ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank)]
