@@ -65,11 +65,15 @@ def empty_registry(docker_cli, tmp_path):
 
 
 def write_report(reports: Path, variant, image_id: str, status: str = "passed") -> Path:
-    """A smoke report in the smoke step's shape (schema 1), honest about this image id."""
+    """A smoke report in the smoke step's shape (schema 1), honest about this image id,
+    with every check the gate requires of a CPU variant (`smoke_report.required_checks`)."""
     checks = [
         {"name": "gpu", "status": "skipped", "reason": "no GPU", "duration_s": 0.1},
         {"name": "torch", "status": "passed", "reason": "", "duration_s": 1.0},
+        {"name": "cuda", "status": "skipped", "reason": "CPU variant", "duration_s": 0.1},
         {"name": "ddp", "status": status, "reason": "", "duration_s": 2.0},
+        {"name": "flavor", "status": "passed", "reason": "", "duration_s": 0.1},
+        {"name": "labels", "status": "passed", "reason": "", "duration_s": 0.0},
     ]
     report = {
         "schema": 1,
@@ -121,7 +125,7 @@ def test_push_then_pull_by_digest_gives_the_same_image(
     [entry] = manifest["images"]
     assert entry["status"] == "published" and entry["digest"] == result.digest
     assert entry["pull"] == f"{open_registry.host}/gpuimages-test/publish@{result.digest}"
-    assert entry["smoke"]["passed"] == 2 and entry["smoke"]["skipped"] == 1
+    assert entry["smoke"]["passed"] == 4 and entry["smoke"]["skipped"] == 2
     assert entry["contents"]["versions"]["python"] == "absent"  # a plain Debian image
     assert entry["contents"]["dpkg"]["installed"] > 50
     assert run.manifest_json.parent.parent == tmp_path / "release"
