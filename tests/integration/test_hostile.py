@@ -229,11 +229,16 @@ def test_an_interrupted_build_stops_leaves_the_tag_and_reports(
     client.images.get(local_base).tag(repo, VARIANT)  # where the tag is before the build
     tags_to_remove.append(tag)
     before = client.images.get(tag).id
-    # A base of its own (the local base plus one label): nothing is cached, it runs a while.
+    # A base of its own (the local base plus a one-file layer of its own): BuildKit keys its
+    # cache by the layers, so a new label alone would still hit the cache of earlier builds.
     base = f"{NAMESPACE}-stop/base:{time.time_ns()}"
-    box = client.containers.create(local_base, "true")
+    box = client.containers.create(
+        local_base, ["sh", "-c", f"echo {time.time_ns()} > /etc/gpuimages-test-run"]
+    )
     try:
-        box.commit(*base.split(":"), changes=[f"LABEL io.gpuimages.test={time.time_ns()}"])
+        box.start()
+        box.wait(timeout=60)
+        box.commit(*base.split(":"))
     finally:
         box.remove()
     tags_to_remove.append(base)
