@@ -16,11 +16,14 @@ from invoke.exceptions import Exit
 from gpuimages import console as ui
 from gpuimages import container as containers
 from gpuimages import launch as launching
+from gpuimages import resolve as resolving
 from gpuimages.build import BuildInterrupted, PackageSources, build_many, write_report
+from gpuimages.catalog import load_catalog
 from gpuimages.cli import after_dashes, command, guarded
 from gpuimages.compat import load_compat
 from gpuimages.doctor import diagnose
 from gpuimages.engine import (
+    LOCAL_BASE,
     check_local_base,
     engine_client,
     ensure_engine,
@@ -128,8 +131,11 @@ def build(
     )
     sources.validate()  # files and folders named exist, --dry-run included
     if local_base:
-        check_local_base(variants)
-    ui.console.print(ui.variants_table(variants, title=f"Build plan: {len(variants)} image(s)"))
+        check_local_base(variants, base_image=base_image)
+    plan_base = LOCAL_BASE if local_base else base_image
+    ui.console.print(
+        ui.variants_table(variants, title=f"Build plan: {len(variants)} image(s)", base=plan_base)
+    )
     if dry_run:
         for v in variants:
             ui.console.print(f"  {v.tag}  <-  dockerfiles/{v.name}/Dockerfile")
@@ -137,7 +143,8 @@ def build(
     cli = find_docker_cli(docker)
     ensure_engine(cli, start=start_engine or local_base)
     if local_base:
-        sources = sources.on_base(ensure_local_base(cli))
+        with ui.StepProgress(f"local base {LOCAL_BASE}") as progress:
+            sources = sources.on_base(ensure_local_base(cli, on_line=progress))
     try:
         with ui.BuildProgress([v.name for v in variants]) as progress:
             results = build_many(
@@ -207,7 +214,8 @@ def smoke(
     failed = []
     for v in variants:
         ui.console.print(f"smoke-testing {v.tag} ...")
-        result = run_smoke(v, options)
+        with ui.StepProgress(f"smoke {v.name}") as progress:
+            result = run_smoke(v, options, on_progress=progress)
         path, junit = result.write(report_path(v, report, len(variants)))
         ui.console.print(ui.smoke_table(result))
         ui.console.print(f"report: {path}  junit: {junit}")
@@ -240,16 +248,21 @@ def publish(
     m, variants = selection.variants()
     policy = RetryPolicy.from_options(tries, backoff)
     target = Registry.choose(registry, m.registry)
-    outcome = publish_release(
-        variants,
-        registry=target,
-        reports=Path(reports),
-        report=Path(report) if report else None,
-        dry_run=dry_run,
-        policy=policy,
-    )
+    with ui.StepProgress("push") as progress:
+        outcome = publish_release(
+            variants,
+            registry=target,
+            reports=Path(reports),
+            report=Path(report) if report else None,
+            dry_run=dry_run,
+            policy=policy,
+            on_progress=progress,
+        )
     notes = registry_notes(outcome, configured=bool(target), dry_run=dry_run, matrix=m.path)
     ui.print_publish(outcome, dry_run, notes)
+    for path in (outcome.catalog_md, outcome.catalog_json):
+        if path:
+            ui.console.print(f"catalog: {path}", soft_wrap=True)
     if outcome.not_published:
         names = ", ".join(r.variant.name for r in outcome.not_published)
         total = len(outcome.results)
@@ -280,6 +293,32 @@ def doctor_task(
         ui.print_doctor(report)
     if report.exit_code:
         raise Exit(code=report.exit_code)
+
+
+@command(name="resolve", iterable=["gpu_arch", "catalog"], help=resolving.HELP)
+def resolve_task(
+    c,
+    driver=None,
+    gpu_arch=None,
+    torch=None,
+    python=None,
+    flavor=None,
+    catalog=None,
+    matrix=str(MATRIX),
+    json=False,
+):
+    """Which variants fit a host's driver and GPUs, best first, and why the others do not."""
+    request = resolving.host_request(driver, gpu_arch, torch=torch, python=python, flavor=flavor)
+    m = load_matrix(matrix)
+    resolving.check_filters(m.variants, torch=torch, python=python, flavor=flavor, matrix=matrix)
+    published = load_catalog(catalog) if catalog else None
+    result = resolving.resolve_host(m.variants, request, load_compat(), published)
+    if json:
+        print(jsonlib.dumps(result.as_dict(), indent=2))
+    else:
+        ui.print_resolution(result)
+    if result.exit_code:
+        raise Exit(f"error: {resolving.failure(result)}", code=result.exit_code)
 
 
 @command(

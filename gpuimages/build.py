@@ -178,6 +178,26 @@ def failed_step(log_text: str) -> str | None:
     return None
 
 
+_BASE_METADATA = re.compile(r"\[internal\] load metadata for (\S+)")
+
+
+def base_pull_remedy(step: str | None) -> str | None:
+    """What to do when BuildKit could not fetch a base image's metadata: no route to
+    Docker Hub (or the registry the base names) from this host, or pull access denied."""
+    m = _BASE_METADATA.match(step or "")
+    if not m:
+        return None
+    image = m.group(1).removeprefix("docker.io/").removeprefix("library/")
+    return (
+        f"The base image {image} could not be fetched from its registry (no route from this "
+        f"host, or access denied). Either name a mirror that has it: --base-image "
+        f"<mirror>/{image} (matrix.yaml `sources:` keeps it for every build); or bring it "
+        f"in as a file: `docker save {image} -o base.tar` where it can be pulled, then "
+        f"`docker load -i base.tar` here and build again; Debian 12 variants of the os "
+        f"route can use --local-base (made here by debootstrap, no registry)."
+    )
+
+
 def layer_breakdown(client: docker.DockerClient, image_id: str) -> list[dict[str, object]]:
     rows = []
     for entry in client.api.history(image_id):
@@ -310,6 +330,9 @@ def _build_one(
         result.failed_step = failed_step(log_path.read_text(errors="replace"))
         step = f" at step {result.failed_step}" if result.failed_step else ""
         result.error = f"build failed{step}; log: {log_path}\n{exc.tail}"
+        remedy = base_pull_remedy(result.failed_step)
+        if remedy:
+            result.error += f"\n{remedy}"
         _untag(client, variant.tag)
         return result
     result.duration_s = time.monotonic() - start

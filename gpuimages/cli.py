@@ -29,7 +29,7 @@ from gpuimages.console import setup_logging
 from gpuimages.errors import GpuImagesError
 from gpuimages.options import AXES, HELP
 from gpuimages.paths import MATRIX, WORK_DIR
-from gpuimages.reference import shown
+from gpuimages.reference import shown, tamed
 from gpuimages.select import Selection
 
 # many: --all | --variant NAME... | axes; one: --variant NAME | axes; everything: as many,
@@ -110,12 +110,17 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             with terminate_as_interrupt():
                 return func(*args, **kwargs)
         except GpuImagesError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            raise Exit(f"error: {tamed(str(exc))}", code=exc.exit_code) from None
         except KeyboardInterrupt as exc:
             code = 143 if isinstance(exc, Terminated) else 130
             raise Exit("interrupted", code=code) from None
         except Exit:
             raise  # a task's own exit code (`invoke run` passes the command's on)
+        except BrokenPipeError:
+            # The reader left (`invoke resolve --json | head`): stop quietly, as shell tools
+            # do; stdout goes to /dev/null so the interpreter's last flush cannot fail too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=141) from None
         except Exception as exc:
             if os.environ.get(DEBUG_ENV) == "1":
                 raise

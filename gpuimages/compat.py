@@ -157,6 +157,11 @@ class Compat:
         reached = [c for c, d in self.driver_cuda.items() if have >= driver_tuple(d)]
         return max(reached, key=Version, default=None)
 
+    def driver_for_cuda(self, cuda: str) -> str | None:
+        """The inverse: the oldest driver whose CUDA meets NVIDIA_REQUIRE_CUDA=cuda>=CUDA."""
+        reaching = [d for c, d in self.driver_cuda.items() if Version(c) >= Version(cuda)]
+        return min(reaching, key=driver_tuple, default=None)
+
     def numpy_for(self, torch: str, python: str) -> str | None:
         for spec, by_python in self.numpy:
             if spec.contains(torch, prereleases=True):

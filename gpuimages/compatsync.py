@@ -452,7 +452,12 @@ def run_cli(action: str, *, index: str | None, pypi: str | None, write: bool) ->
     from gpuimages.errors import UserInputError
 
     if action != "sync":
-        raise UserInputError(f"compat: unknown action '{action}'; valid: sync.")
+        # invoke hands `invoke compat --help` the flag as the positional action.
+        asked = "" if action.startswith("-") else f"unknown action '{action}'; "
+        raise UserInputError(
+            f"compat: {asked}usage: invoke compat sync [--index URL] [--pypi URL|none] "
+            "[--write]; `invoke --help compat` describes the options."
+        )
     path = Path(str(resources.files("gpuimages") / "data" / "compat.yaml"))
     skip = (pypi or "").lower() == "none"
     result = sync(

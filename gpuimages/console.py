@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -15,7 +16,7 @@ from gpuimages.variant import Variant
 
 # Piped output (CI logs) gets a wide fixed width instead of rich's 80-column default.
 console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -27,12 +28,18 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def variants_table(variants: Iterable[Variant], title: str = "Variants") -> Table:
+def variants_table(
+    variants: Iterable[Variant], title: str = "Variants", base: str | None = None
+) -> Table:
+    """One row per variant; BASE, where given, is the base image really used
+    (--local-base, --base-image) instead of the variant's nominal one."""
     table = Table(title=title, title_justify="left")
     for col in ("name", "python", "os", "horovod", "base image", "min driver"):
         table.add_column(col, overflow="fold")
     for v in variants:
-        table.add_row(v.name, v.python, v.os, v.horovod or "-", v.base_image, v.min_driver or "-")
+        table.add_row(
+            v.name, v.python, v.os, v.horovod or "-", base or v.base_image, v.min_driver or "-"
+        )
     return table
 
 
@@ -47,20 +54,26 @@ def variant_table(variant: Variant) -> Table:
     return table
 
 
+def _live_lines(name: str, console: Console, *, transient: bool):
+    """A rich Progress of spinner, NAME (a task field or a fixed title), elapsed time and
+    the task's description: the one look of every live step."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(name, style="bold"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}", style="dim"),
+        console=console,
+        transient=transient,
+    )
+
+
 class BuildProgress:
     """A live view of several builds: one line per variant with its latest log line."""
 
     def __init__(self, names: list[str]) -> None:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.fields[name]}", style="bold"),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}", style="dim"),
-            console=err_console,
-            transient=False,
-        )
+        self.progress = _live_lines("{task.fields[name]}", err_console, transient=False)
         self.ids = {n: self.progress.add_task("waiting", name=n, total=None) for n in names}
 
     def __enter__(self) -> BuildProgress:
@@ -77,6 +90,39 @@ class BuildProgress:
 
     def done(self, name: str, status: str) -> None:
         self.progress.update(self.ids[name], description=status, total=1, completed=1)
+
+
+class StepProgress:
+    """A long step as it goes: a spinner with what is under way and the elapsed time, and
+    a line per finished part ("ddp: passed (3.1 s) ...") kept above it. Used as the
+    library's Progress callable (gpuimages.progress); on a pipe only the lines show."""
+
+    PIPE_EVERY_S = 10.0  # on a pipe (CI logs) a moving figure is printed this often at most
+
+    def __init__(self, title: str, console: Console = err_console) -> None:
+        self.printed_at = float("-inf")
+        self.progress = _live_lines(title, console, transient=True)
+        self.task = self.progress.add_task("starting", total=None)
+
+    def __enter__(self) -> StepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, line: str) -> None:
+        line = line.strip()
+        if line.endswith("..."):  # a part begins: show it on the live line
+            self.progress.update(self.task, description=line[:100])
+        elif ": passed" in line or ": failed" in line or ": skipped" in line:
+            self.progress.console.print(f"  {line[:200]}", markup=False, highlight=False)
+        else:  # a figure that moves (bytes, layers): live line, and a line where not a tty
+            self.progress.update(self.task, description=line[:100])
+            now = time.monotonic()
+            if not self.progress.console.is_terminal and now - self.printed_at >= self.PIPE_EVERY_S:
+                self.printed_at = now
+                self.progress.console.print(f"  {line[:200]}", markup=False, highlight=False)
 
 
 def build_table(results: list) -> Table:
@@ -232,3 +278,49 @@ def print_publish(outcome, dry_run: bool, notes: Iterable[str] = ()) -> None:
         console.print(f"release notes: {outcome.manifest_md}")
     if outcome.manifest_json:
         console.print(f"release manifest: {outcome.manifest_json}", soft_wrap=True)
+
+
+# --- resolve (issue 15) ------------------------------------------------------------------
+
+
+def print_resolution(result) -> None:
+    """What fits (best first, with its published digest), then why each other does not."""
+    from rich.markup import escape
+
+    from gpuimages.resolve import describe
+
+    host = describe(result.request)
+    fits = Table(title=f"Fits {host} (best first)", title_justify="left")
+    columns = ("#", "variant", "driver policy", "GPU", "image" if result.catalog_given else "tag")
+    for col in columns:
+        fits.add_column(col, overflow="fold")
+    for i, c in enumerate(result.fits, 1):
+        limited = c.policy == "minor-version compatibility" or c.start_refused
+        color = "yellow" if limited else "green"
+        if result.catalog_given:
+            image = escape(c.published.pull) if c.published else "[red]not published[/red]"
+        else:
+            image = escape(c.variant.tag)
+        arch = "-" if c.variant.is_cpu else c.arch
+        fits.add_row(str(i), c.variant.name, f"[{color}]{c.policy}[/{color}]", arch, image)
+    if result.fits:
+        console.print(fits)
+    else:
+        console.print(f"Nothing in the matrix fits {host}.")
+    for c in result.fits:
+        for note in c.notes:
+            console.print(f"  {c.variant.name}: {escape(note)}", soft_wrap=True)
+    others = Table(title="Does not fit", title_justify="left")
+    others.add_column("variant", overflow="fold")
+    others.add_column("why not", overflow="fold")
+    for c in result.others:
+        others.add_row(c.variant.name, escape("; ".join(c.reasons)))
+    if result.others:
+        console.print()
+        console.print(others)
+    for note in result.notes:
+        console.print(f"note: {escape(note)}", soft_wrap=True)
+    if result.best:
+        best = result.best
+        where = best.published.pull if best.published else best.variant.tag
+        console.print(f"\nbest: {escape(where)}", soft_wrap=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -78,6 +79,9 @@ class RunSpec:
     shm_size: str | None = None  # None: share the host's IPC namespace (--ipc=host)
     network_host: bool = False  # multi-node jobs: NCCL/Gloo talk over the host network
     remove: bool = True
+    # The images run as uid 1000, group 0 (issue 15); a mounted folder is written as its
+    # owner instead (group 0 keeps the venv and HOME writable), so files stay the user's.
+    user: str | None = None
 
     def device_requests(self) -> list[DeviceRequest]:
         if self.gpus == "none":
@@ -100,6 +104,8 @@ class RunSpec:
             argv.append("--network=host")
         if self.mount is not None:
             argv += ["-v", f"{self.mount}:{WORKDIR}", "-w", WORKDIR]
+        if self.user is not None:
+            argv += ["--user", self.user]
         return [*argv, self.image, *self.command]
 
     def docker_line(self) -> str:
@@ -118,6 +124,8 @@ class RunSpec:
         if self.mount is not None:
             kwargs["volumes"] = {str(self.mount): {"bind": WORKDIR, "mode": "rw"}}
             kwargs["working_dir"] = WORKDIR
+        if self.user is not None:
+            kwargs["user"] = self.user
         return {k: v for k, v in kwargs.items() if v is not None}
 
 
@@ -179,11 +187,12 @@ def make_spec(
         raise UserInputError(
             f"--shm-size '{shm_size}' is not a size: use a number with b, k, m or g, e.g. 16g."
         )
-    path = None
+    path, user = None, None
     if mount is not None:
         path = Path(mount).expanduser().resolve()
         if not path.is_dir():
             raise UserInputError(f"--mount '{mount}' is not a directory on this host.")
+        user = f"{path.stat().st_uid}:0"
     return RunSpec(
         image=image,
         command=tuple(command),
@@ -191,6 +200,7 @@ def make_spec(
         mount=path,
         shm_size=shm_size.strip() if shm_size else None,
         network_host=network_host,
+        user=user,
     )
 
 
@@ -306,17 +316,36 @@ class TrackedContainers:
         with engine_errors(f"could not read the output of container {container.short_id}"):
             return container.logs(stdout=stdout, stderr=stderr).decode(errors="replace")
 
-    def stream(self, container: Container, on_line: Callable[[str], None]) -> None:
-        """Follow the container's output line by line until it exits."""
+    def stream(
+        self, container: Container, on_line: Callable[[str], None], *, stdout: bool = True
+    ) -> None:
+        """Follow the container's output (stderr alone with stdout=False) line by line
+        until it exits."""
         pending = ""
         with engine_errors(f"lost the output of container {container.short_id}"):
-            for chunk in container.logs(stream=True, follow=True):
+            for chunk in container.logs(stream=True, follow=True, stdout=stdout):
                 pending += chunk.decode(errors="replace")
                 *lines, pending = pending.split("\n")
                 for line in lines:
                     on_line(line)
         if pending:
             on_line(pending)
+
+    def follow(
+        self, container: Container, on_line: Callable[[str], None], *, stdout: bool = True
+    ) -> threading.Thread:
+        """stream() in a daemon thread, for a caller that waits with a timeout meanwhile;
+        it ends with the container. Progress only: a lost stream is logged, not raised."""
+
+        def run() -> None:
+            try:
+                self.stream(container, on_line, stdout=stdout)
+            except GpuImagesError as exc:
+                log.debug("%s", exc)
+
+        thread = threading.Thread(target=run, name=f"follow-{container.short_id}", daemon=True)
+        thread.start()
+        return thread
 
     def remove_all(self) -> None:
         for container in self.containers:

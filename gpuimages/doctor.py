@@ -41,6 +41,7 @@ from gpuimages.container import (
 )
 from gpuimages.engine import NoEngineError, engine_client, engine_errors
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
+from gpuimages.reference import shown
 from gpuimages.runner import capture, run
 from gpuimages.variant import Variant
 
@@ -476,7 +477,7 @@ def normalize_arch(value: str) -> str:
     m = re.fullmatch(r"(\d+)\.(\d)", text) or re.fullmatch(r"(\d+)(\d)", text)
     if not m:
         raise UserInputError(
-            f"GPU architecture '{value}' is not a compute capability: use sm_86, 8.6 or 86 "
+            f"GPU architecture {shown(value)} is not a compute capability: use sm_86, 8.6 or 86 "
             "(nvidia-smi --query-gpu=compute_cap --format=csv shows it)."
         )
     return f"sm_{int(m.group(1))}{m.group(2)}"
@@ -491,7 +492,7 @@ def normalize_driver(value: str) -> str:
     text = value.strip()
     if not re.fullmatch(r"\d{2,4}(\.\d{1,3}){0,2}", text):
         raise UserInputError(
-            f"driver '{value}' is not an NVIDIA driver version: use what nvidia-smi shows as "
+            f"driver {shown(value)} is not an NVIDIA driver version: use what nvidia-smi shows as "
             "'Driver Version', e.g. 535.104.05 or 450.80.02."
         )
     return text

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,8 +158,15 @@ def ensure_engine(cli: DockerCli, *, start: bool = True) -> None:
     )
 
 
-def check_local_base(variants: tuple[Variant, ...]) -> None:
-    """The local base is plain Debian 12: it fits os-route variants on debian12 only."""
+def check_local_base(variants: tuple[Variant, ...], base_image: str | None = None) -> None:
+    """The local base is plain Debian 12: it fits os-route variants on debian12 only, and
+    it is the base: a --base-image beside it would be silently ignored."""
+    if base_image:
+        raise UserInputError(
+            f"--local-base and --base-image {base_image} both name the base image: give one "
+            "(--local-base builds on a Debian 12 made here; --base-image on an image you have "
+            "or can pull)."
+        )
     bad = [v.name for v in variants if not (v.base == "os" and v.os == "debian12")]
     if bad:
         raise UserInputError(
@@ -169,12 +176,17 @@ def check_local_base(variants: tuple[Variant, ...]) -> None:
         )
 
 
-def ensure_local_base(cli: DockerCli, name: str = LOCAL_BASE) -> str:
-    """A debootstrap'd Debian base imported as `name` (made once); returns the name."""
+def ensure_local_base(
+    cli: DockerCli, name: str = LOCAL_BASE, on_line: Callable[[str], None] | None = None
+) -> str:
+    """A debootstrap'd Debian base imported as `name` (made once); returns the name.
+
+    The first time takes about a minute: on_line hears the script's steps."""
     run(
         ["bash", str(SCRIPTS / "make-base-image.sh"), name],
         env={"DOCKER": cli.path},
         what="making the local base image",
         timeout=900,
+        on_line=on_line,
     )
     return name

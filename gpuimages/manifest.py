@@ -22,6 +22,7 @@ import docker
 
 from gpuimages import evidence
 from gpuimages.container import tracked
+from gpuimages.engine import SDK_ERRORS, sdk_message
 from gpuimages.errors import GpuImagesError
 from gpuimages.paths import git_revision
 from gpuimages.publish import PublishResult
@@ -129,22 +130,24 @@ class ImageContents:
         }
 
 
-def _sections(output: str) -> dict[str, list[str]]:
-    sections: dict[str, list[str]] = {}
+def sections(output: str) -> dict[str, list[str]]:
+    """A capture script's output, split at its `### gpuimages:NAME` lines (blank lines
+    dropped); the SBOM capture (sbom.py) reads its output the same way."""
+    found: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in output.splitlines():
         if line.startswith(SECTION):
-            current = sections.setdefault(line[len(SECTION) :].strip(), [])
+            current = found.setdefault(line[len(SECTION) :].strip(), [])
         elif current is not None and line.strip():
             current.append(line.rstrip())
-    return sections
+    return found
 
 
 def parse_capture(output: str) -> ImageContents:
     """The capture script's output -> ImageContents; anything missing is 'absent'."""
-    sections = _sections(output)
+    by_section = sections(output)
     found: dict[str, Any] = {}
-    for line in sections.get("versions", []):
+    for line in by_section.get("versions", []):
         try:
             found = json.loads(line)
             break
@@ -154,14 +157,14 @@ def parse_capture(output: str) -> ImageContents:
         k: str(found[k]) if found.get(k) not in (None, "") else ABSENT for k in VERSION_KEYS
     }
 
-    pip_lines = sections.get("pip", [])
+    pip_lines = by_section.get("pip", [])
     pip_source = ABSENT
     if pip_lines and pip_lines[0].startswith("source: "):
         pip_source = pip_lines[0].removeprefix("source: ")
         pip_lines = pip_lines[1:]
 
     installed: dict[str, str] = {}
-    for line in sections.get("dpkg", []):
+    for line in by_section.get("dpkg", []):
         parts = line.split("\t")
         if len(parts) == 3 and parts[0].startswith("ii"):
             installed[parts[1].split(":")[0]] = parts[2]
@@ -170,7 +173,7 @@ def parse_capture(output: str) -> ImageContents:
         for name in sorted(installed):
             if fnmatch.fnmatchcase(name, pattern) and name not in key:
                 key[name] = installed[name]
-    error = None if "end" in sections else "the capture script did not finish"
+    error = None if "end" in by_section else "the capture script did not finish"
     return ImageContents(versions, tuple(pip_lines), pip_source, len(installed), key, error)
 
 
@@ -193,6 +196,15 @@ def capture_contents(
         why = f"did not finish in {timeout:.0f} s" if code is None else f"exited {code}"
         contents = replace(contents, error=f"capture script {why}")
     return contents
+
+
+def image_created(client: docker.DockerClient, image_id: str) -> str | None:
+    """When the image was built (the engine's `Created`), or None when it cannot say."""
+    try:
+        return client.images.get(image_id).attrs.get("Created") or None
+    except SDK_ERRORS as exc:
+        log.warning("could not inspect image %s: %s", image_id, sdk_message(exc))
+        return None
 
 
 # ------------------------------------------------------------------------- manifest
@@ -241,6 +253,7 @@ def build_manifest(
             entry["evidence"] = evidence.sign(entry, evidence_key)
         if client is not None and result.status in ("published", "failed") and result.image_id:
             entry["contents"] = capture_contents(client, result.image_id).as_dict()
+            entry["image_created"] = image_created(client, result.image_id)
         else:
             entry["contents"] = None
         images.append(entry)
@@ -349,6 +362,13 @@ def to_markdown(manifest: ReleaseManifest) -> str:
             )
         if contents.get("error"):
             lines.append(f"Capture incomplete: {_cell(contents['error'])}.")
+        sbom = image.get("sbom") or {}
+        if sbom.get("file") or sbom.get("error"):
+            lines.append(
+                f"SBOM: `{sbom['file']}` ({sbom.get('format')})."
+                if sbom.get("file")
+                else f"SBOM: none ({_cell(sbom['error'])})."
+            )
         freeze = contents["pip_freeze"]
         if freeze:
             lines += [

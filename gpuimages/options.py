@@ -66,7 +66,8 @@ HELP: dict[str, str] = {
     "tries": "attempts per push/verify on transient registry errors (default 4)",
     "backoff": "seconds before the first retry, doubled each time (default 1)",
     "image": "a local image to use instead of a variant's (any name docker knows)",
-    "mount": "host directory mounted at /workspace, the working directory",
+    "mount": "host directory mounted at /workspace, the working directory; the container "
+    "then runs as the directory's owner, group 0 (--user UID:0), so it can write there",
     "ipc_host": "share the host's IPC namespace and /dev/shm (the default without --shm-size)",
     "cmd": "the command as one shell string, instead of the words after --",
     "require_gpu": "exit 1 when this host has no usable NVIDIA GPU",
@@ -79,6 +80,8 @@ HELP: dict[str, str] = {
     "hosts": "every node's address, master first, e.g. 10.0.0.1,10.0.0.2 (Horovod's -H)",
     "k8s": "write the Kubernetes manifest (PyTorchJob, or MPIJob with --horovod) into DIR",
     "job_name": "Kubernetes job name (default from the variant)",
+    "catalog": "a catalog.json `invoke publish` wrote, or a folder of releases (reports/release): "
+    "name each fitting variant's published reference@digest (repeatable)",
 }
 
 

@@ -30,6 +30,7 @@ import requests.exceptions
 
 from gpuimages.engine import SDK_ERRORS, engine_errors, sdk_message
 from gpuimages.errors import GpuImagesError
+from gpuimages.progress import Progress, silent
 from gpuimages.reference import shown
 from gpuimages.registry import (
     Credentials,
@@ -241,11 +242,56 @@ class Pushed:
     manifest_bytes: int | None
 
 
-def read_push_stream(chunks: Iterable[Mapping[str, Any]], secrets: Iterable[str] = ()) -> Pushed:
-    """The pushed manifest digest from docker's push stream; errors become exceptions."""
+LAYER_DONE = ("Pushed", "Layer already exists", "Mounted from")
+
+
+@dataclass
+class PushProgress:
+    """Layers and bytes of one push, from the engine's per-layer status lines."""
+
+    layers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id: (sent, total)
+    done: set[str] = field(default_factory=set)
+
+    def update(self, chunk: Mapping[str, Any]) -> bool:
+        """Take one status line; True when a layer just finished."""
+        layer, status = chunk.get("id"), str(chunk.get("status") or "")
+        if not layer or len(str(layer)) != 12:  # layer ids are short digests; not "2.13.0-…"
+            return False
+        sent, total = self.layers.get(layer, (0, 0))
+        detail = chunk.get("progressDetail") or {}
+        if detail.get("total"):
+            sent, total = int(detail.get("current") or 0), int(detail["total"])
+        self.layers[layer] = (sent, total)
+        if status.startswith(LAYER_DONE) and layer not in self.done:
+            self.done.add(layer)
+            return True
+        return False
+
+    def line(self) -> str:
+        sent = sum(total if lid in self.done else cur for lid, (cur, total) in self.layers.items())
+        total = sum(t for _, t in self.layers.values())
+        size = f", {sent / 1e6:,.0f} of {total / 1e6:,.0f} MB" if total >= 1e6 else ""
+        return f"{len(self.done)}/{len(self.layers)} layers{size}"
+
+
+def read_push_stream(
+    chunks: Iterable[Mapping[str, Any]],
+    secrets: Iterable[str] = (),
+    on_progress: Progress = silent,
+    every_s: float = 2.0,
+) -> Pushed:
+    """The pushed manifest digest from docker's push stream; errors become exceptions.
+
+    on_progress hears "N/M layers, X of Y MB" when a layer finishes and every few seconds.
+    """
     secrets = tuple(secrets)
     digest, size = None, None
+    progress, said = PushProgress(), time.monotonic()
     for chunk in chunks:
+        finished = progress.update(chunk)
+        if finished or time.monotonic() - said >= every_s:
+            on_progress(progress.line())
+            said = time.monotonic()
         error = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
         if error:
             message = mask(str(error), secrets)
@@ -265,7 +311,12 @@ def read_push_stream(chunks: Iterable[Mapping[str, Any]], secrets: Iterable[str]
     return Pushed(digest, size)
 
 
-def push(client: docker.DockerClient, ref: str, credentials: Credentials | None) -> Pushed:
+def push(
+    client: docker.DockerClient,
+    ref: str,
+    credentials: Credentials | None,
+    on_progress: Progress = silent,
+) -> Pushed:
     """One push attempt of ref ('host/repo:tag') through the Docker engine."""
     repo, tag = split_ref(ref)
     secrets = (credentials.password,) if credentials else ()
@@ -277,7 +328,7 @@ def push(client: docker.DockerClient, ref: str, credentials: Credentials | None)
             decode=True,
             auth_config=credentials.auth_config() if credentials else None,
         )
-        return read_push_stream(stream, secrets)
+        return read_push_stream(stream, secrets, lambda line: on_progress(f"{ref}: {line}"))
     except docker.errors.APIError as exc:
         message = mask(str(exc.explanation or exc), secrets)
         kind = classify(message)
@@ -370,6 +421,7 @@ def publish_one(
     credentials: Credentials | None,
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
+    on_progress: Progress = silent,
 ) -> PublishResult:
     """Tag the vetted image id, push it (with retries), verify the digest at the registry."""
     start = time.monotonic()
@@ -379,7 +431,7 @@ def publish_one(
         image.tag(*split_ref(ref))
     log.info("pushing %s (image %s)", ref, short_id(decision.image_id))
     pushed = with_retries(
-        lambda: push(client, ref, credentials), policy, f"push of {ref}", sleep=sleep
+        lambda: push(client, ref, credentials, on_progress), policy, f"push of {ref}", sleep=sleep
     )
     remote = with_retries(
         lambda: api.manifest(repository_path(ref), split_ref(ref)[1]),
@@ -422,6 +474,7 @@ def publish(
     policy: RetryPolicy,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    on_progress: Progress = silent,
 ) -> list[PublishResult]:
     """Gate every variant, then push the vetted ones; one result per variant, in order."""
     variants = tuple(variants)
@@ -445,7 +498,9 @@ def publish(
             d = decisions[i]
             if stop is None:
                 try:
-                    results[i] = publish_one(d, registry, client, api, credentials, policy, sleep)
+                    results[i] = publish_one(
+                        d, registry, client, api, credentials, policy, sleep, on_progress
+                    )
                     continue
                 except PublishError as exc:
                     failure = exc

@@ -47,6 +47,24 @@ def shown(value: object, limit: int = ECHO_LIMIT) -> str:
     return f"'{text}'" + ("..." if cut else "")
 
 
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+RUN_LIMIT = 300  # longer than any path, URL or digest a message names on purpose
+
+
+def tamed(message: str, run_limit: int = RUN_LIMIT) -> str:
+    """An error message as the CLI prints it, whatever input it echoes: terminal escape
+    sequences removed, other control characters (not newline or tab) made visible, and
+    any run of more than run_limit non-blank characters cut in the middle."""
+    text = _ESCAPES.sub("", message)
+    text = _CONTROL_BUT_LINES.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+    def cut(m: re.Match[str]) -> str:
+        run = m.group()
+        return f"{run[:60]}...({len(run):,} characters)...{run[-20:]}"
+
+    return re.sub(rf"\S{{{run_limit + 1},}}", cut, text)
+
+
 def check_repository(value: object, where: str = "repository") -> str:
     """An image repository such as gpuimages/pytorch or ghcr.io/team/pytorch, or refused."""
     text = value if isinstance(value, str) else None

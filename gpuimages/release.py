@@ -2,7 +2,9 @@
 
 publish.py and manifest.py are leaves that know nothing of each other; this module
 strings them together, starts a local registry when none is configured, and writes
-reports/release/<UTC time>/manifest.{json,md} (plus $GITHUB_STEP_SUMMARY).
+reports/release/<UTC time>/: manifest.{json,md} (plus $GITHUB_STEP_SUMMARY), an SBOM
+per published image (<variant>.cdx.json, sbom.py) and the catalog of the published
+images (catalog.{json,md}, catalog.py).
 """
 
 from __future__ import annotations
@@ -11,20 +13,24 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import docker
 import docker.errors
 
+from gpuimages.catalog import build_catalog, write_catalog
+from gpuimages.compat import load_compat
 from gpuimages.engine import engine_client
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
 from gpuimages.evidence import evidence_key
-from gpuimages.manifest import build_manifest, write_manifest
+from gpuimages.manifest import ReleaseManifest, build_manifest, write_manifest
 from gpuimages.paths import RELEASE_DIR, SCRIPTS, SMOKE_REPORTS
+from gpuimages.progress import Progress, silent
 from gpuimages.publish import PublishResult, publish
 from gpuimages.registry import Registry, RetryPolicy, resolve_credentials
 from gpuimages.runner import run
+from gpuimages.sbom import ImageRef, SbomOutcome, try_write_sbom
 from gpuimages.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,8 @@ class PublishRun:
     manifest_json: Path | None
     manifest_md: Path | None
     started_local_registry: bool
+    catalog_json: Path | None = None
+    catalog_md: Path | None = None
 
     @property
     def not_published(self) -> list[PublishResult]:
@@ -115,8 +123,11 @@ def publish_release(
     client: docker.DockerClient | None = None,
     env: Mapping[str, str] = os.environ,
     local_port: int = LOCAL_REGISTRY_PORT,
+    on_progress: Progress = silent,
 ) -> PublishRun:
-    """Gate, push, verify and write the release manifest (plus $GITHUB_STEP_SUMMARY)."""
+    """Gate, push, verify and write the release manifest (plus $GITHUB_STEP_SUMMARY).
+
+    on_progress hears each push's layers and bytes as they go."""
     variants = tuple(variants)
     if report is not None:
         if len(variants) != 1 or report.is_dir():
@@ -143,8 +154,9 @@ def publish_release(
         started = True
     try:
         return _publish_to(
-            variants, target, reports, release_root, dry_run, policy, client, env, started
-        )
+            variants, target, reports, release_root, dry_run, policy, client, env, started,
+            on_progress,
+        )  # fmt: skip
     except BaseException:
         if started:  # never leave a process behind on a failed run
             stop_local_registry(local_port)
@@ -161,6 +173,7 @@ def _publish_to(
     client: docker.DockerClient,
     env: Mapping[str, str],
     started: bool,
+    on_progress: Progress,
 ) -> PublishRun:
     credentials = resolve_credentials(target.host, env)
     if credentials:
@@ -173,6 +186,7 @@ def _publish_to(
         credentials=credentials,
         policy=policy,
         dry_run=dry_run,
+        on_progress=on_progress,
     )
     if dry_run:
         return PublishRun(target, results, None, None, started)
@@ -180,5 +194,31 @@ def _publish_to(
         results, registry=target, client=client, evidence_key=evidence_key(env)
     )
     out = release_dir(release_root)
+    manifest = with_sboms(manifest, write_sboms(results, out, client))
     json_path, md_path = write_manifest(manifest, out, step_summary=env.get("GITHUB_STEP_SUMMARY"))
-    return PublishRun(target, results, json_path, md_path, started)
+    catalog_json, catalog_md = write_catalog(build_catalog(manifest, load_compat()), out)
+    return PublishRun(target, results, json_path, md_path, started, catalog_json, catalog_md)
+
+
+def write_sboms(
+    results: list[PublishResult], out: Path, client: docker.DockerClient
+) -> dict[str, SbomOutcome]:
+    """An SBOM per published image, in the release folder; variant name -> outcome."""
+    outcomes = {}
+    for r in results:
+        if r.status != "published" or not r.image_id:
+            continue
+        ref = ImageRef(r.variant.name, r.image_id, r.registry_tag, r.digest)
+        outcomes[r.variant.name] = try_write_sbom(
+            client, ref, python=r.variant.python, torch=r.variant.torch, out_dir=out
+        )
+    return outcomes
+
+
+def with_sboms(manifest: ReleaseManifest, sboms: Mapping[str, SbomOutcome]) -> ReleaseManifest:
+    """The manifest with each published entry naming its SBOM (or why there is none)."""
+    images = tuple(
+        {**e, "sbom": sboms[e["variant"]["name"]].as_dict()} if e["variant"]["name"] in sboms else e
+        for e in manifest.images
+    )
+    return replace(manifest, images=images)

@@ -26,6 +26,7 @@ from gpuimages.container import tracked as track_containers
 from gpuimages.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
 from gpuimages.errors import GpuImagesError
 from gpuimages.options import memory_size, whole_number
+from gpuimages.progress import Progress, silent
 from gpuimages.smoke_report import SmokeCheck, SmokeReport
 from gpuimages.variant import Variant
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 SUITE = "/opt/gpuimages/smoke/suite.py"
 SMOKE_LABEL = "io.gpuimages.smoke-run"
 MASTER_PORT = 29500
+PROGRESS_PREFIX = "[smoke] "  # scripts/smoke/suite.py's stderr line per check begun and ended
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,22 @@ def _suite_output(doc: dict | None) -> SuiteOutput | None:
 
 
 def run_suite(
-    box: TrackedContainers, image_id: str, options: SmokeOptions, gpus: str, *extra: str, **kw
+    box: TrackedContainers,
+    image_id: str,
+    options: SmokeOptions,
+    gpus: str,
+    *extra: str,
+    on_progress: Progress = silent,
+    **kw,
 ) -> SuiteOutput:
     container = start(box, image_id, suite_argv(options, *extra), options, gpus, **kw)
     began = time.monotonic()
+
+    def progress(line: str) -> None:
+        if line.startswith(PROGRESS_PREFIX):
+            on_progress(line.removeprefix(PROGRESS_PREFIX).strip())
+
+    box.follow(container, progress, stdout=False)
     code, out, err = _wait(box, container, _suite_budget(options))
     suite = _suite_output(_parse_suite(out))
     if code is None or suite is None:
@@ -287,13 +301,21 @@ def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> Smoke
     )
 
 
+def _done(check: SmokeCheck) -> str:
+    return f"{check.name}: {check.status} ({check.duration_s:.1f} s) {check.reason}"
+
+
 def smoke(
     variant: Variant,
     options: SmokeOptions,
     *,
     client: docker.DockerClient | None = None,
+    on_progress: Progress = silent,
 ) -> SmokeReport:
-    """Run every check against the image the variant's tag names; return the SmokeReport."""
+    """Run every check against the image the variant's tag names; return the SmokeReport.
+
+    on_progress hears each check as it begins ("ddp ...") and ends ("ddp: passed ...").
+    """
     client = client or engine_client()
     try:
         image = client.images.get(variant.tag)
@@ -306,15 +328,19 @@ def smoke(
     gpus = options.gpus_for(variant)
     started = time.monotonic()
     with tracked(client) as box:
-        suite = run_suite(box, image.id, options, gpus)
+        suite = run_suite(box, image.id, options, gpus, on_progress=on_progress)
         checks = list(suite.checks)
         ddp = suite.check("ddp")
         if ddp and ddp.status == "failed" and not variant.is_cpu:
+            on_progress("ddp again with NCCL_DEBUG=INFO ...")
             rerun = nccl_debug_rerun(box, image.id, options, gpus)
             checks[checks.index(ddp)] = replace(ddp, nccl_debug_log=rerun)
         checks.append(labels_check(variant, image.labels, suite.found))
+        on_progress(_done(checks[-1]))
         if options.multinode:
+            on_progress("multinode_ddp ...")
             checks.append(run_multinode(box, image.id, options, gpus))
+            on_progress(_done(checks[-1]))
     with engine_errors("could not ask the Docker engine its version"):
         engine_version = client.version().get("Version")
     return SmokeReport(

@@ -16,11 +16,14 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.gpuimages-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  # Progress on stderr: stdout is the venv's path, for the callers' $(...).
+  echo "bootstrap: installing gpuimages and its dev tools into $venv ..." >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
   # The smoke suite's host tests run the real checks on a CPU torch. Where pip is set up
   # to find a CPU wheel (as on this project's CI machines) this is the small CPU build;
   # elsewhere add --index-url https://download.pytorch.org/whl/cpu through PIP_INDEX_URL.
+  echo "bootstrap: installing torch ${GPUIMAGES_HOST_TORCH:-2.13.0} for the host smoke tests (about 30 s) ..." >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==${GPUIMAGES_HOST_TORCH:-2.13.0}"
   touch "$stamp"
 fi

@@ -4,14 +4,22 @@ The engine is started when none answers and we are root (scripts/start-docker.sh
 CPU image is built once per session from the local debootstrap base and a wheelhouse,
 exactly as the README's main job does. Without an engine the tests skip with the reason,
 unless GPUIMAGES_REQUIRE_DOCKER=1 (CI) turns that into a failure.
+
+The CLI runs in a workspace of the tests' own (WORKSPACE): its matrix.yaml names the
+repository TEST_REPOSITORY, and build/, reports/ and logs land there. A user's images
+(`gpuimages/pytorch:*`), build/ and reports/ from the quickstart are never touched: the
+session checks that at its end. Only the wheelhouse (a download cache) is shared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import docker
@@ -20,10 +28,12 @@ import pytest
 from gpuimages.engine import ensure_engine, ensure_local_base, find_docker_cli
 from gpuimages.errors import GpuImagesError
 from gpuimages.matrix import load_matrix
-from tests.helpers import invoke as run_invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_VARIANT = "2.13.0-cpu-runtime"
+USER_REPOSITORY = "gpuimages/pytorch"  # the shipped matrix's: the user's images
+TEST_REPOSITORY = "gpuimages-test/pytorch"
+WORKSPACE = Path(tempfile.mkdtemp(prefix="gpuimages-tests-"))
 
 
 def pytest_collection_modifyitems(items):
@@ -36,6 +46,66 @@ def _unavailable(reason: str):
     if os.environ.get("GPUIMAGES_REQUIRE_DOCKER") == "1":
         pytest.fail(f"Docker engine required (GPUIMAGES_REQUIRE_DOCKER=1): {reason}")
     pytest.skip(reason)
+
+
+def make_workspace(
+    path: Path, repository: str = TEST_REPOSITORY, *, link_dockerfiles: bool = True
+) -> Path:
+    """A folder the CLI runs in: the shipped matrix under REPOSITORY, the committed
+    Dockerfiles linked in; build/ and reports/ land there, not in the repository."""
+    path.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "matrix.yaml").read_text()
+    assert f"repository: {USER_REPOSITORY}\n" in text
+    (path / "matrix.yaml").write_text(
+        text.replace(f"repository: {USER_REPOSITORY}\n", f"repository: {repository}\n")
+    )
+    if link_dockerfiles:
+        (path / "dockerfiles").symlink_to(ROOT / "dockerfiles")
+    return path
+
+
+def _user_images() -> dict[str, str] | None:
+    """The user's tags and their image ids; None when no engine answers."""
+    try:
+        images = docker.from_env(timeout=60).images.list(name=USER_REPOSITORY)
+    except docker.errors.DockerException:
+        return None
+    return {tag: image.id for image in images for tag in image.tags}
+
+
+def _user_files() -> dict[str, tuple[int, int]]:
+    """The files under the repository's build/reports/ and reports/, with size and mtime."""
+    files: dict[str, tuple[int, int]] = {}
+    for folder in (ROOT / "build" / "reports", ROOT / "reports"):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+            if path.is_file():
+                stat = path.stat()
+                files[str(path.relative_to(ROOT))] = (stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+def _changed(before: dict, after: dict) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_workspace():
+    """The CLI's working folder for the whole session; afterwards, the proof that the
+    user's images and reports were left alone."""
+    make_workspace(WORKSPACE)
+    # Started before the first look: CI begins with no engine running, and "no images"
+    # seen then would blame the tests for every image already in the engine's data folder.
+    with contextlib.suppress(GpuImagesError):
+        ensure_engine(find_docker_cli(), start=os.geteuid() == 0)
+    images, files = _user_images(), _user_files()
+    yield WORKSPACE
+    images_after, files_after = _user_images(), _user_files()
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+    changed = _changed(files, files_after)
+    if images is not None and images_after is not None:
+        changed += _changed(images, images_after)
+    if changed:
+        pytest.fail(f"the tests changed the user's images or reports: {changed}")
 
 
 @pytest.fixture(scope="session")
@@ -59,32 +129,39 @@ def local_base(docker_cli) -> str:
 
 
 @pytest.fixture(scope="session")
-def matrix():
-    return load_matrix(ROOT / "matrix.yaml")
+def matrix(test_workspace):
+    return load_matrix(test_workspace / "matrix.yaml")
 
 
 @pytest.fixture(scope="session")
 def wheelhouse(docker_cli) -> Path:
     """The shared wheelhouse of the repository (kept between runs: pip download is slow)."""
     dest = ROOT / "wheelhouse"
-    subprocess.run(
-        [sys.executable, "-m", "invoke", "wheelhouse", "--variant", CPU_VARIANT],
-        cwd=ROOT,
-        check=True,
-        timeout=1800,
-    )
+    r = invoke("wheelhouse", "--variant", CPU_VARIANT, "--dest", str(dest), timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return dest
 
 
-def invoke(*args: str, timeout: int = 3600) -> subprocess.CompletedProcess[str]:
-    """Builds take long: the shared runner with an hour's timeout."""
-    return run_invoke(*args, timeout=timeout)
+def invoke(
+    *args: str, timeout: int = 3600, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`invoke ARGS` as users run it, in the tests' workspace (or CWD): output captured,
+    an hour's timeout by default (builds take long)."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+        cwd=cwd or WORKSPACE,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="session")
-def cpu_build(docker_cli, local_base, wheelhouse) -> dict:
-    """`invoke build` of the CPU runtime variant, as the main job runs it; its report row."""
-    report = ROOT / "build" / "reports" / "test-build-report.json"
+def cpu_build(docker_cli, client, local_base, wheelhouse) -> dict:
+    """`invoke build` of the CPU runtime variant under TEST_REPOSITORY, as the main job
+    runs it; its report row. Its tags are removed when the session ends."""
+    report = WORKSPACE / "build" / "reports" / "test-build-report.json"
     r = invoke(
         "build",
         "--variant",
@@ -99,7 +176,10 @@ def cpu_build(docker_cli, local_base, wheelhouse) -> dict:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = json.loads(report.read_text())["builds"]
     assert len(rows) == 1 and rows[0]["status"] == "built"
-    return rows[0]
+    yield rows[0]
+    for tag in rows[0]["tags"]:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, noprune=True)
 
 
 # --- registries for the publish tests (issue 6) ---------------------------------------

@@ -10,7 +10,7 @@ from gpuimages.build import PackageSources, build_many
 from gpuimages.errors import UserInputError
 from gpuimages.render import render_all
 
-from .conftest import CPU_VARIANT
+from .conftest import CPU_VARIANT, TEST_REPOSITORY
 
 
 def run_in(client, image: str, command: list[str]) -> tuple[int, str]:
@@ -45,7 +45,7 @@ def test_labels_tell_what_is_inside(client, cpu_build):
     assert labels["org.opencontainers.image.version"] == CPU_VARIANT
     assert labels["org.opencontainers.image.created"].endswith("+00:00")
     assert len(labels["org.opencontainers.image.revision"]) == 40
-    assert cpu_build["tags"] == [f"gpuimages/pytorch:{CPU_VARIANT}"]
+    assert cpu_build["tags"] == [f"{TEST_REPOSITORY}:{CPU_VARIANT}"]
     assert client.images.get(cpu_build["tags"][0]).id == cpu_build["image_id"]
 
 
@@ -174,9 +174,9 @@ def test_tag_adds_registry_prefix_and_aliases(client, cpu_build):
     )
     assert r.returncode == 0, r.stderr
     wanted = [
-        f"127.0.0.1:5999/team/gpuimages/pytorch:{CPU_VARIANT}",
-        "gpuimages/pytorch:latest",
-        "127.0.0.1:5999/team/gpuimages/pytorch:latest",
+        f"127.0.0.1:5999/team/{TEST_REPOSITORY}:{CPU_VARIANT}",
+        f"{TEST_REPOSITORY}:latest",
+        f"127.0.0.1:5999/team/{TEST_REPOSITORY}:latest",
     ]
     try:
         for tag in wanted:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import docker.errors
@@ -44,22 +42,13 @@ def cuda_matrix(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cuda_wheelhouse(docker_cli, cuda_matrix) -> Path:
     """torch's CUDA 13 wheels and the PyPI nvcc (devel's requirements include runtime's)."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "invoke",
-            "wheelhouse",
-            "--matrix",
-            str(cuda_matrix),
-            "--variant",
-            DEVEL,
-        ],
-        cwd=ROOT,
-        check=True,
+    dest = ROOT / "wheelhouse"
+    r = invoke(
+        "wheelhouse", "--matrix", str(cuda_matrix), "--variant", DEVEL, "--dest", str(dest),
         timeout=1800,
-    )
-    return ROOT / "wheelhouse"
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return dest
 
 
 @pytest.fixture(scope="module")

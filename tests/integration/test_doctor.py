@@ -8,12 +8,14 @@ machines here); on a GPU host those tests skip and the `gpu`-marked one runs ins
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import pytest
 
 from gpuimages import doctor
-from tests.helpers import invoke
+
+from .conftest import TEST_REPOSITORY, invoke
 
 TOOLKIT_STEPS = (
     "sudo apt-get install -y nvidia-container-toolkit",
@@ -130,8 +132,8 @@ def test_run_dry_run_prints_only_the_docker_line(docker_cli, tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout == (
-        f"docker run --rm --ipc=host -v {tmp_path}:/workspace -w /workspace "
-        "gpuimages/pytorch:2.13.0-cpu-runtime python -c 'print(1, 2)'\n"
+        f"docker run --rm --ipc=host -v {tmp_path}:/workspace -w /workspace --user 0:0 "
+        f"{TEST_REPOSITORY}:2.13.0-cpu-runtime python -c 'print(1, 2)'\n"
     )
 
 
@@ -143,7 +145,7 @@ def test_run_dry_run_gpu_flags(docker_cli):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == (
         "docker run --rm --gpus '\"device=0,1\"' --shm-size=16g "
-        "gpuimages/pytorch:1.12.0-cuda11.3-cudnn8-runtime python train.py"
+        f"{TEST_REPOSITORY}:1.12.0-cuda11.3-cudnn8-runtime python train.py"
     )
 
 
@@ -160,6 +162,23 @@ def test_run_for_real_in_the_local_base(client, local_base, tmp_path):
     assert leftover_containers(client, local_base, "sh") == []
 
 
+def test_run_mount_is_written_as_its_owner_in_a_real_image(cpu_build, tmp_path):
+    """The images run as uid 1000; a mounted folder of another owner (mode 700 here) is
+    still written to, as that owner, and torch imports."""
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    os.chown(work, 4321, 4321)
+    script = "id -u; echo written > /workspace/out.txt; python -c 'import torch'"
+    r = invoke(
+        "run", "--variant", "2.13.0-cpu-runtime", "--gpus", "none", "--mount", str(work),
+        "--", "sh", "-c", script,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split()[0] == "4321"
+    out = work / "out.txt"
+    assert out.read_text() == "written\n" and out.stat().st_uid == 4321
+
+
 def test_run_with_gpus_on_this_host_explains(no_gpu, local_base):
     if "nvidia" in no_gpu.runtimes or no_gpu.toolkit_binaries:
         pytest.skip("this host has an NVIDIA container runtime")
@@ -172,7 +191,7 @@ def test_run_with_gpus_on_this_host_explains(no_gpu, local_base):
 
 def test_run_refuses_an_image_that_is_not_built(client):
     name = "1.12.0-cuda10.2-cudnn7-runtime"
-    if client.images.list(name=f"gpuimages/pytorch:{name}"):
+    if client.images.list(name=f"{TEST_REPOSITORY}:{name}"):
         pytest.skip(f"{name} is built on this host")
     r = invoke("run", "--variant", name, "--", "true")
     assert r.returncode == 2

@@ -3,8 +3,10 @@ both launch forms run for real: horovodrun (Gloo) and mpirun (OpenMPI)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
+import docker.errors
 import pytest
 
 from .conftest import invoke
@@ -13,9 +15,10 @@ HVD_VARIANT = "2.13.0-cpu-runtime-horovod0.28.1"
 
 
 @pytest.fixture(scope="module")
-def hvd_build(docker_cli, local_base, wheelhouse) -> dict:
-    r = invoke("wheelhouse", "--variant", HVD_VARIANT)
+def hvd_build(docker_cli, client, local_base, wheelhouse, tmp_path_factory) -> dict:
+    r = invoke("wheelhouse", "--variant", HVD_VARIANT, "--dest", str(wheelhouse))
     assert r.returncode == 0, r.stderr[-3000:]
+    path = tmp_path_factory.mktemp("hvd-build") / "build-report.json"
     r = invoke(
         "build",
         "--variant",
@@ -24,12 +27,16 @@ def hvd_build(docker_cli, local_base, wheelhouse) -> dict:
         "--wheelhouse",
         str(wheelhouse),
         "--offline",
+        "--report",
+        str(path),
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    report = json.loads((wheelhouse.parent / "build/reports/build-report.json").read_text())
-    [row] = report["builds"]
+    [row] = json.loads(path.read_text())["builds"]
     assert row["status"] == "built"
-    return row
+    yield row
+    for tag in row["tags"]:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, noprune=True)
 
 
 @pytest.fixture(scope="module")

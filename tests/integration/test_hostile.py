@@ -19,33 +19,27 @@ from pathlib import Path
 import docker
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from gpuimages.smoke import SMOKE_LABEL
+
+from .conftest import ROOT, WORKSPACE, invoke, make_workspace
+
 VARIANT = "2.13.0-cpu-runtime"
 NAMESPACE = "gpuimages-test13"
 PASSWORD = "S3cret-Mirror-Pw13"
 
 
-def workspace(path: Path, repository: str, *, link_dockerfiles: bool = True) -> Path:
-    """A folder the CLI runs in: matrix.yaml with its own repository, the committed
-    Dockerfiles linked in; build/ and reports/ land here, not in the repository."""
-    path.mkdir(parents=True, exist_ok=True)
-    text = (ROOT / "matrix.yaml").read_text()
-    (path / "matrix.yaml").write_text(
-        text.replace("repository: gpuimages/pytorch", f"repository: {repository}")
-    )
-    if link_dockerfiles:
-        (path / "dockerfiles").symlink_to(ROOT / "dockerfiles")
-    return path
-
-
 def gi(cwd: Path, *args: str, timeout: int = 1800, env: dict | None = None):
-    return subprocess.run(
+    return invoke(*args, timeout=timeout, cwd=cwd, env=env)
+
+
+def gi_started(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """The CLI started in the background (to signal it, or run two at once)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
         cwd=cwd,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
     )
 
 
@@ -89,7 +83,7 @@ def _in_file(path: Path, needle: bytes, chunk: int = 1 << 22) -> bool:
 def test_mirror_password_reaches_no_layer_history_log_or_report(
     client, docker_cli, local_base, wheelhouse, tmp_path, tags_to_remove
 ):
-    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/mirror")
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}/mirror")
     tag = f"{NAMESPACE}/mirror:{VARIANT}"
     tags_to_remove.append(tag)
     mirror = f"http://gpuimages:{PASSWORD}@deb.debian.org:80"
@@ -123,7 +117,7 @@ def test_mirror_password_reaches_no_layer_history_log_or_report(
 
 
 def test_a_token_in_the_index_url_is_refused_before_any_build(tmp_path):
-    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
     r = gi(
         ws,
         "build",
@@ -170,7 +164,7 @@ def _gate_setup(client, local_base, ws, tags_to_remove, checks, status):
 def test_publish_refuses_edited_or_incomplete_reports(
     client, local_base, tmp_path, tags_to_remove, checks, words
 ):
-    ws = workspace(tmp_path / "ws", f"{NAMESPACE}-gate/pytorch")
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}-gate/pytorch")
     full = [("gpu", "skipped"), ("cuda", "skipped"), ("flavor", "passed")]
     _gate_setup(
         client, local_base, ws, tags_to_remove, checks + full * (words != "incomplete"), "passed"
@@ -183,7 +177,7 @@ def test_publish_refuses_edited_or_incomplete_reports(
 def test_publish_with_an_evidence_key_refuses_an_unsigned_report(
     client, local_base, tmp_path, tags_to_remove
 ):
-    ws = workspace(tmp_path / "ws", f"{NAMESPACE}-gate/pytorch")
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}-gate/pytorch")
     checks = [(n, "passed") for n in ("torch", "ddp", "flavor", "labels")]
     _gate_setup(
         client,
@@ -206,7 +200,7 @@ def test_publish_with_an_evidence_key_refuses_an_unsigned_report(
     "repository", ['"x\\"\\nRUN touch /pwned\\n#"', "GpuImages/PyTorch", "../../evil/pytorch"]
 )
 def test_hostile_repository_names_are_refused_before_render_or_build(tmp_path, repository):
-    ws = workspace(tmp_path / "ws", "placeholder/x")
+    ws = make_workspace(tmp_path / "ws", "placeholder/x")
     text = (ws / "matrix.yaml").read_text().replace("placeholder/x", repository)
     (ws / "matrix.yaml").write_text(text)
     for args in (("render", "--check"), ("build", "--variant", VARIANT, "--dry-run")):
@@ -224,7 +218,7 @@ def test_an_interrupted_build_stops_leaves_the_tag_and_reports(
     client, docker_cli, local_base, wheelhouse, tmp_path, tags_to_remove, sig
 ):
     repo = f"{NAMESPACE}-stop/pytorch"
-    ws = workspace(tmp_path / "ws", repo)
+    ws = make_workspace(tmp_path / "ws", repo)
     tag = f"{repo}:{VARIANT}"
     client.images.get(local_base).tag(repo, VARIANT)  # where the tag is before the build
     tags_to_remove.append(tag)
@@ -243,13 +237,7 @@ def test_an_interrupted_build_stops_leaves_the_tag_and_reports(
         box.remove()
     tags_to_remove.append(base)
     argv = ["build", "--variant", VARIANT, "--base-image", base, "--wheelhouse", str(wheelhouse)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *argv, "--offline"],
-        cwd=ws,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = gi_started(ws, *argv, "--offline")
     log = ws / "build" / "logs" / f"{VARIANT}.log"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (
@@ -313,11 +301,36 @@ def test_a_small_hostile_matrix_is_refused_fast_and_briefly(tmp_path, text):
     assert len(r.stderr) < 1500 and "Traceback" not in r.stderr
 
 
+# --- 6. two builds of one variant at once: the second waits, nothing interleaves ---------
+
+
+def test_two_concurrent_builds_of_one_variant_take_turns(
+    client, docker_cli, local_base, wheelhouse, tmp_path, tags_to_remove
+):
+    repo = f"{NAMESPACE}-twice/pytorch"
+    ws = make_workspace(tmp_path / "ws", repo)
+    tags_to_remove.append(f"{repo}:{VARIANT}")
+    procs = []
+    for n in (1, 2):
+        argv = [*build_argv(wheelhouse), "--local-base", "--report", f"build/report-{n}.json"]
+        procs.append(gi_started(ws, *argv))
+    outs = [p.communicate(timeout=1800)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    waited = [i for i, out in enumerate(outs) if "is being built by pid" in out]
+    assert len(waited) == 1, outs  # exactly one waited for the other, and said who held it
+    rows = [json.loads((ws / f"build/report-{n}.json").read_text())["builds"][0] for n in (1, 2)]
+    assert [r["status"] for r in rows] == ["built", "built"]
+    # The one that waited built last: the tag is its image, not a race's winner.
+    assert client.images.get(f"{repo}:{VARIANT}").id == rows[waited[0]]["image_id"]
+    log = (ws / "build" / "logs" / f"{VARIANT}.log").read_bytes()
+    assert b"\0" not in log and log.count(b"\n$ ") + log.startswith(b"$ ") == 1
+
+
 # --- 7. publish with no engine starts nothing ---------------------------------------------
 
 
 def test_publish_without_an_engine_starts_no_registry(tmp_path):
-    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
     env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     port_before = _listening(5000)
     r = gi(ws, "publish", "--variant", VARIANT, env=env, timeout=120)
@@ -369,7 +382,7 @@ def _listening(port: int) -> bool:
     ],
 )
 def test_bad_options_are_one_paragraph(tmp_path, args, words):
-    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
     r = gi(ws, *args, timeout=120)
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     assert "Traceback" not in r.stderr and words in r.stderr
@@ -378,7 +391,7 @@ def test_bad_options_are_one_paragraph(tmp_path, args, words):
 
 
 def test_no_engine_is_one_paragraph_for_smoke_and_tag(tmp_path):
-    ws = workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
     env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     for args in (("smoke", "--variant", VARIANT), ("tag", "--variant", VARIANT, "--alias", "x")):
         r = gi(ws, *args, env=env, timeout=120)
@@ -390,7 +403,7 @@ def test_no_engine_is_one_paragraph_for_smoke_and_tag(tmp_path):
 
 
 def test_render_of_another_matrix_keeps_the_committed_dockerfiles(tmp_path):
-    ws = workspace(tmp_path / "ws", "gpuimages/pytorch", link_dockerfiles=False)
+    ws = make_workspace(tmp_path / "ws", "gpuimages/pytorch", link_dockerfiles=False)
     subprocess.run(["cp", "-r", str(ROOT / "dockerfiles"), str(ws / "dockerfiles")], check=True)
     before = sorted(p.name for p in (ws / "dockerfiles").iterdir())
     (ws / "other.yaml").write_text("axes:\n  - {torch: 2.13.0, cuda: cpu}\n")
@@ -401,3 +414,74 @@ def test_render_of_another_matrix_keeps_the_committed_dockerfiles(tmp_path):
     r = gi(ws, "render", "--matrix", "empty.yaml")
     assert r.returncode == 2 and "defines no variants" in r.stderr
     assert sorted(p.name for p in (ws / "dockerfiles").iterdir()) == before
+
+
+# --- the first run, as a new user saw it ---------------------------------------------------
+
+
+def test_an_unreachable_base_image_names_the_remedy(
+    docker_cli, wheelhouse, tmp_path, tags_to_remove
+):
+    """No route to the base's registry (Docker Hub here; an image that exists nowhere
+    elsewhere): the failing step, then what to do about it; no tag."""
+    repo = f"{NAMESPACE}-hub/pytorch"
+    ws = make_workspace(tmp_path / "ws", repo)
+    base = f"{NAMESPACE}-absent/base:never-{time.time_ns()}"
+    tags_to_remove.append(f"{repo}:{VARIANT}")  # were it ever built
+    argv = ["build", "--variant", VARIANT, "--base-image", base, "--wheelhouse", str(wheelhouse)]
+    r = gi(ws, *argv, "--offline", timeout=600)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1, out[-3000:]
+    assert f"load metadata for docker.io/{base}" in out
+    assert f"--base-image <mirror>/{base}" in out, out[-3000:]
+    assert "docker load -i base.tar" in out
+    assert "Traceback" not in out
+
+
+def test_the_build_plan_names_the_local_base_really_used(docker_cli, tmp_path):
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}/pytorch")
+    r = gi(ws, "build", "--variant", VARIANT, "--local-base", "--dry-run", timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "gpuimages-local/debian:bookworm" in r.stdout
+    assert "debian:bookworm-slim" not in r.stdout
+    r = gi(ws, "build", "--variant", VARIANT, "--local-base", "--base-image", "x/y:1", "--dry-run")
+    assert r.returncode == 2 and "give one" in r.stderr, r.stderr[-2000:]
+
+
+def test_sigterm_during_smoke_leaves_no_container(client, cpu_build, tmp_path):
+    """CI cancellation sends SIGTERM: the run stops within seconds and removes what it
+    started (containers, the multi-node network), and no report says it passed."""
+    report = tmp_path / "smoke.json"
+    proc = gi_started(WORKSPACE, "smoke", "--variant", VARIANT, "--report", str(report))
+
+    def ours():
+        return client.containers.list(all=True, filters={"label": SMOKE_LABEL})
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ours():
+            time.sleep(0.2)
+        assert ours(), "the smoke run started no container"
+        time.sleep(2)  # inside a check, not at its start
+        proc.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        out, _ = proc.communicate(timeout=60)
+        assert time.monotonic() - start < 30, out[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, out[-2000:]
+    assert ours() == [], "a smoke container was left behind"
+    assert not client.networks.list(names=["gpuimages-smoke"]), "a smoke network was left"
+    assert not report.exists() or json.loads(report.read_text())["status"] != "passed"
+
+
+def test_smoke_shows_each_check_as_it_finishes(cpu_build, tmp_path):
+    from .conftest import invoke
+
+    r = invoke(
+        "smoke", "--variant", VARIANT, "--no-multinode", "--report", str(tmp_path / "r.json")
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for check in ("torch", "ddp", "labels"):
+        assert f"  {check}: passed (" in r.stderr, r.stderr[-3000:]

@@ -234,13 +234,18 @@ def test_wrong_credentials_clear_error_and_password_nowhere(
     assert "Traceback" not in out
     expected = f"registry rejected the credentials for gpuimages-ci@{auth_registry.host}"
     assert expected in " ".join(r.stderr.split()), r.stderr
-    last = r.stdout.strip().splitlines()[-1]
-    assert last.startswith("release manifest: "), r.stdout
-    manifest_json = tmp_path / last.removeprefix("release manifest: ").strip()
+    paths = {
+        k.strip(): v.strip()
+        for k, _, v in (line.partition(": ") for line in r.stdout.splitlines())
+        if k.strip() in ("release manifest", "catalog")
+    }
+    assert "release manifest" in paths, r.stdout
+    manifest_json = tmp_path / paths["release manifest"]
     entry = json.loads(manifest_json.read_text())["images"][0]
     assert entry["status"] == "failed" and entry["digest"] is None
     assert expected in entry["reason"]
     written = [manifest_json, manifest_json.with_name("manifest.md"), summary]
+    written += [p for p in manifest_json.parent.glob("catalog.*")]
     for text in [out, *(p.read_text() for p in written)]:
         assert wrong not in text
     assert "rejected the credentials" in summary.read_text()

@@ -1,8 +1,8 @@
 """Images that help their users at run time (issue 15), in a real CPU image:
 protected torch (PIP_CONSTRAINT), the start-up check (entrypoint), non-root by default.
 
-The image is the shipped CPU runtime variant built under this module's own repository
-name (a throwaway matrix file), from the local base and the wheelhouse. Without a GPU, a
+The image is the session's CPU runtime build (conftest's `cpu_build`: the shipped variant
+under the tests' own repository name, from the local base and the wheelhouse). Without a GPU, a
 stand-in `nvidia-smi` and a CUDA variant's rendered startup.json, both bound into the
 container, drive the driver and arch verdicts through the real entrypoint.
 """
@@ -18,40 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CPU_VARIANT, ROOT, invoke
+from .conftest import ROOT
 
-REPOSITORY = "gpuimages-test/runtime-help"
 CUDA13 = "2.14.1-cuda13.0-cudnn9-runtime"
 
 
 @pytest.fixture(scope="module")
-def image(docker_cli, client, local_base, wheelhouse, tmp_path_factory) -> str:
-    work = tmp_path_factory.mktemp("runtime-help")
-    matrix = work / "matrix.yaml"
-    matrix.write_text(
-        f"repository: {REPOSITORY}\n"
-        "axes:\n"
-        "  - {torch: 2.13.0, cuda: cpu, flavor: runtime, torchvision: none}\n"
-    )
-    report = work / "build-report.json"
-    r = invoke(
-        "build",
-        "--matrix",
-        str(matrix),
-        "--variant",
-        CPU_VARIANT,
-        "--local-base",
-        "--wheelhouse",
-        str(wheelhouse),
-        "--offline",
-        "--report",
-        str(report),
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    [row] = json.loads(report.read_text())["builds"]
-    yield row["image_id"]
-    for tag in row["tags"]:
-        client.images.remove(tag, noprune=True)
+def image(cpu_build) -> str:
+    return cpu_build["image_id"]
 
 
 def run(client, image, command, *, shm="2g", **kw) -> tuple[int, str, str]:

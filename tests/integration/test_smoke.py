@@ -11,7 +11,7 @@ import pytest
 
 from gpuimages.smoke import SMOKE_LABEL, SmokeOptions, smoke
 
-from .conftest import CPU_VARIANT, invoke
+from .conftest import CPU_VARIANT, TEST_REPOSITORY, invoke
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def checks(report: dict) -> dict[str, dict]:
 def test_report_is_for_this_exact_image(smoke_report, cpu_build):
     assert smoke_report["status"] == "passed"
     assert smoke_report["image_id"] == cpu_build["image_id"]
-    assert smoke_report["tag"] == f"gpuimages/pytorch:{CPU_VARIANT}"
+    assert smoke_report["tag"] == f"{TEST_REPOSITORY}:{CPU_VARIANT}"
     assert smoke_report["found"]["torch"] == "2.13.0+cpu"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages.build import PackageSources, failed_step
+from gpuimages.build import PackageSources, base_pull_remedy, failed_step
 from gpuimages.errors import CommandError, UserInputError
 from gpuimages.runner import run
 from gpuimages.variant import VariantRequest, resolve
@@ -84,6 +84,24 @@ PLAIN_LOG = """\
 def test_failed_step_is_named():
     assert failed_step(PLAIN_LOG).startswith("[builder 3/3] RUN")
     assert failed_step("#1 [internal] load\n#1 DONE") is None
+
+
+# What `invoke build --torch 1.12.0 --cuda 11.3` logged on a host with no route to Docker
+# Hub (BuildKit of docker.io 20.10.24, this project's CI machine).
+NO_HUB_LOG = """#3 [internal] load metadata for docker.io/library/ubuntu:20.04
+#3 sha256:8e67b796a66f85f06793e026943184e32d365c77929e94d2ac98b34a1e1cb30e
+#3 ERROR: failed to do request: Head "https://registry-1.docker.io/v2/library/ubuntu/manifests/20.04": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host
+"""  # noqa: E501
+
+
+def test_an_unreachable_base_gets_the_remedy():
+    step = failed_step(NO_HUB_LOG)
+    assert step == "[internal] load metadata for docker.io/library/ubuntu:20.04"
+    remedy = base_pull_remedy(step)
+    assert "--base-image <mirror>/ubuntu:20.04" in remedy
+    assert "docker save ubuntu:20.04 -o base.tar" in remedy and "docker load -i" in remedy
+    assert base_pull_remedy("[builder 3/3] RUN pip install torch") is None
+    assert base_pull_remedy(None) is None
 
 
 def test_failed_step_drops_the_mount_options():

@@ -93,3 +93,54 @@ def test_a_tasks_own_exit_code_is_not_a_crash():
     with pytest.raises(Exit) as err:
         guarded(body)()
     assert err.value.code == 3
+
+
+def test_a_reader_that_leaves_early_is_not_a_crash():
+    """`invoke ... --json | head`: the pipe closes under a large output; the task stops
+    quietly with 141 (as shell tools do), no 'unexpected BrokenPipeError'."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    script = (
+        "from invoke.exceptions import Exit\n"
+        "from gpuimages.cli import guarded\n"
+        "def body():\n"
+        "    for _ in range(100000):\n"
+        "        print('x' * 100)\n"
+        "try:\n"
+        "    guarded(body)()\n"
+        "except Exit as e:\n"
+        "    raise SystemExit(e.code)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(10) == b"x" * 10
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "unexpected" not in err and "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_step_progress_on_a_pipe_prints_finished_parts_and_few_figures():
+    """In CI logs: every finished check, and a moving figure (push bytes) at most every
+    10 s, not every 2 s; a part that begins shows only on a terminal's live line."""
+    import io
+
+    from rich.console import Console
+
+    from gpuimages.console import StepProgress
+
+    out = io.StringIO()
+    progress = StepProgress("smoke x", Console(file=out, force_terminal=False, width=160))
+    with progress:
+        for line in ("ddp ...", "ddp: passed (4.2 s) 2 ranks", "1/3 layers", "2/3 layers"):
+            progress(line)
+    text = out.getvalue()
+    assert "  ddp: passed (4.2 s) 2 ranks" in text and "  1/3 layers" in text
+    assert "2/3 layers" not in text and "ddp ..." not in text

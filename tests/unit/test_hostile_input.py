@@ -9,7 +9,7 @@ import pytest
 
 from gpuimages.errors import UserInputError
 from gpuimages.matrix import parse_matrix
-from gpuimages.reference import check_repository, check_tag, shown
+from gpuimages.reference import check_repository, check_tag, shown, tamed
 from gpuimages.registry import Registry
 
 ENTRY = {"axes": [{"torch": "2.13.0", "cuda": "cpu"}]}
@@ -60,6 +60,31 @@ def test_echoed_input_is_bounded_and_has_no_terminal_escapes():
 
 
 # --- 1. authenticated mirrors: the login travels only as a BuildKit secret -------------
+
+
+def test_every_error_message_is_tamed_at_the_cli_edge():
+    text = tamed("bad \x1b[31mred\x1b]0;title\x07 \x00 " + "9" * 3000 + "\nnext\tline")
+    assert "\x1b" not in text and "\\x00" in text and "\nnext\tline" in text
+    assert "...(3,000 characters)..." in text and len(text) < 200
+    path = "/home/user/" + "x" * 200 + "/build/logs/2.13.0-cpu-runtime.log"
+    assert tamed(path) == path  # a long path stays whole
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--driver", "9" * 3000, "--gpu-arch", "sm_90"),
+        ("--driver", "580.65.06", "--gpu-arch", "sm_90\x1b[31m"),
+        ("--driver", "580.65.06", "--gpu-arch", "sm_90", "--python", "\x1b]0;x\x07" + "3" * 999),
+    ],
+)
+def test_resolve_echoes_hostile_values_bounded(args):
+    from tests.helpers import invoke
+
+    r = invoke("resolve", *args)
+    assert r.returncode == 2, r.stderr
+    assert "\x1b" not in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr) < 600, r.stderr
 
 
 def test_a_mirror_login_is_split_off_and_never_a_build_argument(tmp_path):

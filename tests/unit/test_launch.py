@@ -138,10 +138,11 @@ def test_run_spec_lines(tmp_path):
     spec = make_spec("img:1", ("python", "-c", "print(1, 2)"), gpus="0,1", mount=tmp_path)
     assert spec.docker_line() == (
         f"docker run --rm --gpus '\"device=0,1\"' --ipc=host -v {tmp_path}:/workspace "
-        "-w /workspace img:1 python -c 'print(1, 2)'"
+        f"-w /workspace --user {tmp_path.stat().st_uid}:0 img:1 python -c 'print(1, 2)'"
     )
     kwargs = spec.create_kwargs()
     assert kwargs["ipc_mode"] == "host" and kwargs["working_dir"] == "/workspace"
+    assert kwargs["user"] == f"{tmp_path.stat().st_uid}:0"  # the mount's owner writes there
     assert kwargs["device_requests"][0]["DeviceIDs"] == ["0", "1"]
     shm = RunSpec("img:1", ("true",), gpus="none", shm_size="16g")
     assert shm.docker_line() == "docker run --rm --shm-size=16g img:1 true"

@@ -31,6 +31,7 @@ from gpuimages.matrix import load_matrix
 from gpuimages.publish import (
     GateDecision,
     PublishResult,
+    PushProgress,
     decide,
     read_push_stream,
     smoke_summary,
@@ -284,6 +285,41 @@ def test_push_stream_errors_become_typed_exceptions(message, error):
     with pytest.raises(error) as info:
         read_push_stream(chunks)
     assert type(info.value) is error
+
+
+def test_push_stream_reports_layers_and_bytes_as_they_go():
+    """The engine's per-layer lines (as docker 20.10 prints them) become progress lines:
+    one when each layer is done, and the bytes sent so far."""
+    a, b, c = "5f70bf18a086", "a3ed95caeb02", "0123456789ab"
+    chunks = [
+        {"status": "The push refers to repository [127.0.0.1:5000/gpuimages/pytorch]"},
+        {"status": "Preparing", "progressDetail": {}, "id": a},
+        {"status": "Preparing", "progressDetail": {}, "id": b},
+        {"status": "Preparing", "progressDetail": {}, "id": c},
+        {"status": "Layer already exists", "progressDetail": {}, "id": c},
+        {"status": "Pushing", "progressDetail": {"current": 512, "total": 2_000_000}, "id": a},
+        {"status": "Pushing", "progressDetail": {"current": 10**6, "total": 2_000_000}, "id": a},
+        {
+            "status": "Pushing",
+            "progressDetail": {"current": 3 * 10**6, "total": 4 * 10**6},
+            "id": b,
+        },
+        {"status": "Pushed", "progressDetail": {}, "id": a},
+        {"status": "Pushed", "progressDetail": {}, "id": b},
+        {"status": "2.13.0-cpu-runtime: digest: sha256:x size: 529"},
+        {"progressDetail": {}, "aux": {"Tag": "t", "Digest": DIGEST, "Size": 529}},
+    ]
+    lines: list[str] = []
+    pushed = read_push_stream(chunks, on_progress=lines.append, every_s=3600)
+    assert pushed.digest == DIGEST
+    assert lines == ["1/3 layers", "2/3 layers, 5 of 6 MB", "3/3 layers, 6 of 6 MB"]
+
+
+def test_push_progress_ignores_lines_that_are_not_layers():
+    progress = PushProgress()
+    assert not progress.update({"status": "Pushed", "id": "2.13.0-cpu-runtime"})
+    assert not progress.update({"status": "Preparing"})
+    assert progress.line() == "0/0 layers"
 
 
 def test_push_stream_without_digest_is_an_error_and_secrets_are_masked():
