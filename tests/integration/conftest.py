@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pytest
 from gpuimages.engine import ensure_engine, ensure_local_base, find_docker_cli
 from gpuimages.errors import GpuImagesError
 from gpuimages.matrix import load_matrix
+from tests.helpers import invoke as run_invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_VARIANT = "2.13.0-cpu-runtime"
@@ -145,16 +145,9 @@ def wheelhouse(docker_cli) -> Path:
 def invoke(
     *args: str, timeout: int = 3600, cwd: Path | None = None, env: dict | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`invoke ARGS` as users run it, in the tests' workspace (or CWD): output captured,
-    an hour's timeout by default (builds take long)."""
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
-        cwd=cwd or WORKSPACE,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    """The shared runner in the tests' workspace (or CWD), with an hour's timeout by
+    default: builds take long."""
+    return run_invoke(*args, timeout=timeout, cwd=cwd or WORKSPACE, env=env)
 
 
 @pytest.fixture(scope="session")
