@@ -32,7 +32,8 @@ from tests.helpers import invoke as run_invoke
 ROOT = Path(__file__).resolve().parents[2]
 CPU_VARIANT = "2.13.0-cpu-runtime"
 USER_REPOSITORY = "gpuimages/pytorch"  # the shipped matrix's: the user's images
-TEST_REPOSITORY = "gpuimages-test/pytorch"
+# Overridable so that two test runs on one engine (two worktrees) do not share tags.
+TEST_REPOSITORY = os.environ.get("GPUIMAGES_TEST_REPOSITORY", "gpuimages-test/pytorch")
 WORKSPACE = Path(tempfile.mkdtemp(prefix="gpuimages-tests-"))
 
 
