@@ -25,10 +25,10 @@ from gpuimages.doctor import diagnose
 from gpuimages.engine import (
     LOCAL_BASE,
     check_local_base,
+    docker_for_builds,
     engine_client,
     ensure_engine,
     ensure_local_base,
-    find_docker_cli,
 )
 from gpuimages.matrix import load_matrix
 from gpuimages.options import AXES, whole_number, writable_dir, writable_file
@@ -140,8 +140,9 @@ def build(
         for v in variants:
             ui.console.print(f"  {v.tag}  <-  dockerfiles/{v.name}/Dockerfile")
         return
-    cli = find_docker_cli(docker)
-    ensure_engine(cli, start=start_engine or local_base)
+    start = start_engine or local_base
+    cli = docker_for_builds(docker, install=start)
+    ensure_engine(cli, start=start)
     if local_base:
         with ui.StepProgress(f"local base {LOCAL_BASE}") as progress:
             sources = sources.on_base(ensure_local_base(cli, on_line=progress))

@@ -13,7 +13,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -76,12 +76,28 @@ class DockerCli:
 
     path: str
     buildx: bool  # `docker buildx build --load`; else `DOCKER_BUILDKIT=1 docker build`
+    # Why it was chosen, and the clients passed over on the way: `invoke doctor` shows both.
+    reason: str = field(default="", compare=False)
+    skipped: tuple[str, ...] = field(default=(), compare=False)
 
     def build_argv(self) -> list[str]:
         return [self.path, "buildx", "build", "--load"] if self.buildx else [self.path, "build"]
 
     def build_env(self) -> dict[str, str]:
         return {} if self.buildx else {"DOCKER_BUILDKIT": "1"}
+
+    def describe(self) -> str:
+        skipped = f"; skipped {'; '.join(self.skipped)}" if self.skipped else ""
+        return f"{self.path} ({self.reason}{skipped})"
+
+
+class NoBuildKitClientError(GpuImagesError):
+    """No docker client on this host can build with BuildKit; `tried` says which were seen."""
+
+    def __init__(self, tried: tuple[str, ...], remedy: str) -> None:
+        seen = f" (tried: {'; '.join(tried)})" if tried else " (no docker client on PATH)"
+        super().__init__(f"No docker client that can build with BuildKit was found{seen}. {remedy}")
+        self.tried = tried
 
 
 def _candidates(preferred: str | None) -> list[str]:
@@ -101,6 +117,30 @@ def _candidates(preferred: str | None) -> list[str]:
     return seen
 
 
+def install_remedy(*, root: bool | None = None, apt: bool | None = None) -> str:
+    """What to do about a missing BuildKit client on this host, in one paragraph's tail."""
+    root = os.geteuid() == 0 if root is None else root
+    apt = shutil.which("apt-get") is not None if apt is None else apt
+    if root and apt:
+        how = (
+            "Pass --start-engine (or --local-base) and gpuimages installs Debian's docker.io "
+            "(its 20.10 client has BuildKit built in; docker-buildx too where the release has "
+            "it), or run: bash scripts/start-docker.sh."
+        )
+    elif apt:
+        how = (
+            "As root, `sudo bash scripts/start-docker.sh` installs Debian's docker.io (its 20.10 "
+            "client has BuildKit built in); or install Docker's buildx plugin "
+            "(docker-buildx-plugin) for your client."
+        )
+    else:
+        how = (
+            "Install Docker's buildx plugin for your client (docker-buildx-plugin, see "
+            "docs.docker.com/engine/install) or a Docker client older than 23."
+        )
+    return how + " Or name a client with --docker PATH / GPUIMAGES_DOCKER."
+
+
 @functools.cache
 def find_docker_cli(preferred: str | None = None) -> DockerCli:
     """The first docker client that can build with BuildKit.
@@ -109,11 +149,12 @@ def find_docker_cli(preferred: str | None = None) -> DockerCli:
     in (Debian's 20.10); a newer client without buildx cannot build with BuildKit and is
     skipped (the Docker 28 client on some hosts has no buildx plugin).
     """
-    tried = []
+    tried: list[str] = []
     for path in _candidates(preferred):
         try:
-            capture([path, "buildx", "version"], timeout=20)
-            return DockerCli(path, buildx=True)
+            banner = capture([path, "buildx", "version"], timeout=20)
+            plugin = banner.split()[1] if len(banner.split()) > 1 else "buildx"
+            return DockerCli(path, True, f"buildx plugin {plugin}", tuple(tried))
         except CommandError:
             pass
         try:
@@ -124,15 +165,32 @@ def find_docker_cli(preferred: str | None = None) -> DockerCli:
         found = re.search(r"(\d+)\.\d+", banner)
         version = found.group(0) if found else ""
         if found and int(found.group(1)) < 23:
-            return DockerCli(path, buildx=False)
+            reason = f"client {version}: BuildKit built in, no buildx needed"
+            return DockerCli(path, False, reason, tuple(tried))
         tried.append(f"{path} ({version.strip() or 'unknown version'}, no buildx)")
-    raise GpuImagesError(
-        "No docker client that can build with BuildKit was found"
-        + (f" (tried: {'; '.join(tried)})" if tried else "")
-        + ". Install the buildx plugin (docker-buildx-plugin, or Debian's docker-buildx) or "
-        "Debian's docker.io (its 20.10 client has BuildKit built in), or name one with "
-        "--docker PATH / GPUIMAGES_DOCKER."
+    raise NoBuildKitClientError(tuple(tried), install_remedy())
+
+
+def docker_for_builds(preferred: str | None = None, *, install: bool = False) -> DockerCli:
+    """A BuildKit-capable client; with install, one is installed first when none is here.
+
+    The install (scripts/start-docker.sh --client-only) runs only as root with apt-get;
+    elsewhere the error says what to install. The client is chosen after the install, so
+    a host whose only client is a 23+ one without buildx gets Debian's 20.10 client."""
+    try:
+        return find_docker_cli(preferred)
+    except NoBuildKitClientError:
+        if not (install and os.geteuid() == 0 and shutil.which("apt-get")):
+            raise
+    log.info("no docker client here builds with BuildKit: installing one")
+    run(
+        ["bash", str(SCRIPTS / "start-docker.sh"), "--client-only"],
+        env={"DOCKER": preferred} if preferred else None,
+        what="installing a docker client that builds with BuildKit",
+        timeout=900,
     )
+    find_docker_cli.cache_clear()
+    return find_docker_cli(preferred)
 
 
 def engine_answers(cli: DockerCli) -> bool:

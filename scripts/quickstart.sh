@@ -10,6 +10,10 @@ venv=$(bash scripts/bootstrap.sh)
 export PATH="$PWD/$venv/bin:$PATH"
 variant=${GPUIMAGES_VARIANT:-2.13.0-cpu-runtime}
 
+# Before anything asks for a client: on a host whose only docker is a 23+ client without
+# buildx (or none at all) this installs one that builds with BuildKit, then starts dockerd.
+bash scripts/start-docker.sh
+
 invoke render --check
 invoke wheelhouse --variant "$variant"
 invoke build --variant "$variant" --local-base --wheelhouse wheelhouse --offline

@@ -24,7 +24,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from gpuimages.engine import ensure_engine, ensure_local_base, find_docker_cli
+from gpuimages.engine import docker_for_builds, ensure_engine, ensure_local_base
 from gpuimages.errors import GpuImagesError
 from gpuimages.matrix import load_matrix
 from tests.helpers import invoke as run_invoke
@@ -97,7 +97,8 @@ def test_workspace():
     # Started before the first look: CI begins with no engine running, and "no images"
     # seen then would blame the tests for every image already in the engine's data folder.
     with contextlib.suppress(GpuImagesError):
-        ensure_engine(find_docker_cli(), start=os.geteuid() == 0)
+        root = os.geteuid() == 0
+        ensure_engine(docker_for_builds(install=root), start=root)
     images, files = _user_images(), _user_files()
     yield WORKSPACE
     images_after, files_after = _user_images(), _user_files()
@@ -112,8 +113,9 @@ def test_workspace():
 @pytest.fixture(scope="session")
 def docker_cli():
     try:
-        cli = find_docker_cli()
-        ensure_engine(cli, start=os.geteuid() == 0)
+        root = os.geteuid() == 0
+        cli = docker_for_builds(install=root)
+        ensure_engine(cli, start=root)
     except GpuImagesError as exc:
         _unavailable(f"no Docker engine: {exc}")
     return cli
