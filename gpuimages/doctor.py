@@ -39,7 +39,13 @@ from gpuimages.container import (
     RunSpec,
     tracked,
 )
-from gpuimages.engine import NoEngineError, engine_client, engine_errors
+from gpuimages.engine import (
+    NoBuildKitClientError,
+    NoEngineError,
+    engine_client,
+    engine_errors,
+    find_docker_cli,
+)
 from gpuimages.errors import CommandError, GpuImagesError, UserInputError
 from gpuimages.reference import shown
 from gpuimages.runner import capture, run
@@ -157,6 +163,9 @@ class HostProbe:
     runtimes: tuple[str, ...]
     toolkit_binaries: tuple[str, ...]
     shm_bytes: int | None
+    # The client `invoke build` would use and why (DockerCli.describe), or why there is none.
+    build_client: str | None = None
+    build_client_error: str | None = None
 
     @property
     def has_gpu(self) -> bool:
@@ -290,6 +299,10 @@ def gather() -> HostProbe:
     method, pci_gpus, lspci_missing = scan_pci()
     smi_found, smi_error, gpus = query_smi()
     version, api, docker_error, runtimes = query_docker()
+    try:
+        build_client, build_client_error = find_docker_cli().describe(), None
+    except NoBuildKitClientError as exc:
+        build_client, build_client_error = None, str(exc)
     return HostProbe(
         pci_method=method,
         pci_gpus=pci_gpus,
@@ -303,6 +316,8 @@ def gather() -> HostProbe:
         runtimes=runtimes,
         toolkit_binaries=tuple(b for b in TOOLKIT_BINARIES if shutil.which(b)),
         shm_bytes=shm_size(),
+        build_client=build_client,
+        build_client_error=build_client_error,
     )
 
 
@@ -388,6 +403,18 @@ def check_docker(probe: HostProbe, opts: DoctorOptions) -> Check:
     )
 
 
+def check_build_client(probe: HostProbe, opts: DoctorOptions) -> Check:
+    name = "Docker client for builds"
+    if probe.build_client:
+        return Check(name, OK, f"`invoke build` uses {probe.build_client}.")
+    if probe.build_client_error is None:
+        return Check(name, SKIP, "Not looked for.")
+    # Images still run without one; only building them needs BuildKit.
+    return Check(
+        name, WARN, f"{probe.build_client_error} Running images works; building them does not."
+    )
+
+
 def check_runtime(probe: HostProbe, opts: DoctorOptions) -> Check:
     name = "NVIDIA container runtime"
     found = []
@@ -431,6 +458,7 @@ CHECKS: tuple[Callable[[HostProbe, DoctorOptions], Check], ...] = (
     check_gpu,
     check_driver,
     check_docker,
+    check_build_client,
     check_runtime,
     check_shm,
 )

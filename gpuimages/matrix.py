@@ -229,6 +229,17 @@ def parse_matrix(raw: Any, path: Path, compat: Compat) -> Matrix:
         seen[variant.name] = where
         variants.append(variant)
 
+    if not variants:
+        removed = len(entries)
+        raise UserInputError(
+            f"{path} gives no variant to build: its {len(top.get('axes') or [])} axes group(s) "
+            f"expand to {removed} entr{'y' if removed == 1 else 'ies'}"
+            + (", all removed by exclude," if removed else ",")
+            + " and include adds none. Add an axes group or an include entry, for example "
+            "`include: [{torch: 2.13.0, cuda: cpu}]` (`invoke check --torch T --cuda C` says "
+            "which combinations exist)."
+        )
+
     registry = top.get("registry")
     try:
         parsed = None if registry is None else Registry.parse(str(registry))

@@ -118,6 +118,9 @@ install_client() {
 docker_cli=""
 client_reason=""
 if ! choose_client; then
+    # A client the user named is theirs to fix: installing another would not change it.
+    [[ -z "${DOCKER:-}" ]] \
+        || die "DOCKER=$DOCKER cannot build with BuildKit (${tried[*]}): install its buildx plugin (docker-buildx-plugin), or unset DOCKER to let this script choose (and, as root, install) a client."
     install_client
     choose_client || die "a docker client was installed, but none of ${tried[*]} can build with BuildKit: install the buildx plugin (docker-buildx) by hand."
 fi

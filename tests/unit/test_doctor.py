@@ -209,6 +209,7 @@ NO_GPU = HostProbe(
     runtimes=("io.containerd.runc.v2", "runc"),
     toolkit_binaries=(),
     shm_bytes=8 << 30,
+    build_client="/usr/bin/docker (client 20.10: BuildKit built in, no buildx needed)",
 )
 GPU_HOST = replace(
     NO_GPU,
@@ -433,3 +434,18 @@ def test_query_smi_reports_the_drivers_own_words(tmp_path, monkeypatch):
     _fake_smi(tmp_path, monkeypatch, f'echo "{message}"\nexit 9\n')
     found, error, gpus = doctor.query_smi()
     assert found and gpus == () and error == message
+
+
+def test_the_build_client_is_named_with_its_reason_or_its_absence_warned():
+    chosen = replace(NO_GPU, build_client="/usr/bin/docker (client 20.10: BuildKit built in)")
+    check = doctor.check_build_client(chosen, DoctorOptions())
+    assert check.status == doctor.OK and "/usr/bin/docker (client 20.10" in check.detail
+    missing = replace(
+        NO_GPU,
+        build_client=None,
+        build_client_error="No docker client that can build with BuildKit was found "
+        "(tried: /usr/local/bin/docker (28.2, no buildx)). Pass --start-engine ...",
+    )
+    check = doctor.check_build_client(missing, DoctorOptions())
+    assert check.status == doctor.WARN and "28.2, no buildx" in check.detail
+    assert "building them does not" in check.detail

@@ -152,3 +152,22 @@ def test_missing_file(tmp_path):
 def test_float_looking_versions_stay_strings(tmp_path):
     m = load_matrix(write(tmp_path, "axes:\n  - {torch: 1.12.0, cuda: 11.3, python: 3.9}\n"))
     assert m.variants[0].python == "3.9" and m.variants[0].cuda == "11.3"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("repository: x/pytorch\naxes: []\n", "0 axes group(s) expand to 0 entries"),
+        (
+            "axes:\n  - {torch: 2.13.0, cuda: cpu, torchvision: none}\n"
+            "exclude:\n  - {torch: 2.13.0}\n",
+            "expand to 1 entry, all removed by exclude",
+        ),
+    ],
+)
+def test_a_matrix_that_gives_no_variant_is_refused(tmp_path, text, says):
+    path = tmp_path / "matrix.yaml"
+    path.write_text(text)
+    with pytest.raises(UserInputError, match="gives no variant to build") as caught:
+        load_matrix(path)
+    assert says in str(caught.value)
