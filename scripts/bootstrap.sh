@@ -20,11 +20,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing gpuimages and its dev tools into $venv ..." >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
-  # The smoke suite's host tests run the real checks on a CPU torch. Where pip is set up
-  # to find a CPU wheel (as on this project's CI machines) this is the small CPU build;
-  # elsewhere add --index-url https://download.pytorch.org/whl/cpu through PIP_INDEX_URL.
-  echo "bootstrap: installing torch ${GPUIMAGES_HOST_TORCH:-2.13.0} for the host smoke tests (about 30 s) ..." >&2
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==${GPUIMAGES_HOST_TORCH:-2.13.0}"
   touch "$stamp"
+fi
+# The smoke suite's host tests run the real checks on a CPU torch. Where pip is set up to
+# find a CPU wheel (as on this project's CI machines) this is the small CPU build;
+# elsewhere add --index-url https://download.pytorch.org/whl/cpu through PIP_INDEX_URL.
+# GPUIMAGES_HOST_TORCH=none skips it: the quickstart runs torch only inside its image.
+host_torch=${GPUIMAGES_HOST_TORCH:-2.13.0}
+torch_stamp="$venv/.gpuimages-host-torch-$host_torch"
+if [ "$host_torch" != none ] && [ ! -f "$torch_stamp" ]; then
+  echo "bootstrap: installing torch $host_torch for the host smoke tests (about 30 s) ..." >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==$host_torch"
+  touch "$torch_stamp"
 fi
 echo "$venv"
