@@ -153,11 +153,11 @@ def invoke(
     return run_invoke(*args, timeout=timeout, cwd=cwd or WORKSPACE, env=env)
 
 
-@pytest.fixture(scope="session")
-def cpu_build(docker_cli, client, local_base, wheelhouse) -> dict:
-    """`invoke build` of the CPU runtime variant under TEST_REPOSITORY, as the main job
-    runs it; its report row. Its tags are removed when the session ends."""
-    report = WORKSPACE / "build" / "reports" / "test-build-report.json"
+def build_cpu_variant(
+    report: Path, wheelhouse: Path, *, cwd: Path | None = None, env: dict | None = None
+) -> dict:
+    """`invoke build` of the CPU runtime variant as the main job runs it (local base,
+    wheelhouse, offline); its build report row, asserted built."""
     r = invoke(
         "build",
         "--variant",
@@ -168,10 +168,22 @@ def cpu_build(docker_cli, client, local_base, wheelhouse) -> dict:
         "--offline",
         "--report",
         str(report),
+        cwd=cwd,
+        env=env,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = json.loads(report.read_text())["builds"]
     assert len(rows) == 1 and rows[0]["status"] == "built"
+    return rows[0]
+
+
+@pytest.fixture(scope="session")
+def cpu_build(docker_cli, client, local_base, wheelhouse) -> dict:
+    """The CPU runtime variant under TEST_REPOSITORY; its report row. Its tags are removed
+    when the session ends."""
+    rows = [
+        build_cpu_variant(WORKSPACE / "build" / "reports" / "test-build-report.json", wheelhouse)
+    ]
     yield rows[0]
     for tag in rows[0]["tags"]:
         with contextlib.suppress(docker.errors.APIError):

@@ -33,7 +33,7 @@ import pytest
 
 from gpuimages.engine import ensure_engine, find_docker_cli
 
-from .conftest import CPU_VARIANT, ROOT, invoke, make_workspace
+from .conftest import CPU_VARIANT, ROOT, build_cpu_variant, invoke, make_workspace
 
 REAL_CLIENT = "/usr/bin/docker"
 HOSTS_REPOSITORY = "gpuimages-test/hosts"
@@ -94,22 +94,7 @@ def _env_with(folder: Path) -> dict[str, str]:
 
 def _build(workspace: Path, wheelhouse: Path, env: dict[str, str]):
     report = workspace / "build" / "reports" / "hosts.json"
-    r = invoke(
-        "build",
-        "--variant",
-        CPU_VARIANT,
-        "--local-base",
-        "--wheelhouse",
-        str(wheelhouse),
-        "--offline",
-        "--report",
-        str(report),
-        cwd=workspace,
-        env=env,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (row,) = json.loads(report.read_text())["builds"]
-    assert row["status"] == "built"
+    row = build_cpu_variant(report, wheelhouse, cwd=workspace, env=env)
     return row, (workspace / "build" / "logs" / f"{CPU_VARIANT}.log").read_text()
 
 
