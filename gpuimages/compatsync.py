@@ -256,8 +256,10 @@ def emit_torch_block(torch: dict[str, dict], *, header: str = "") -> str:
             lines.append(f"    {key}: {_q(rel.get(key))}")
         lines.append("    builds:")
         for build in sorted(rel.get("builds") or {}, key=_build_key):
-            pys = rel["builds"][build].get("python") or []
-            lines.append(f"      {_q(build)}: {{python: {_flow_list(pys)}}}")
+            facts = rel["builds"][build]
+            own_src = f", src: {_q(facts['src'])}" if facts.get("src") else ""
+            pys = facts.get("python") or []
+            lines.append(f"      {_q(build)}: {{python: {_flow_list(pys)}{own_src}}}")
         src = rel.get("src") or {}
         parts = ", ".join(f"{k}: {_q(src[k])}" for k in sorted(src))
         lines.append(f"    src: {{{parts}}}")
