@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import http.server
+import io
+import os
 import shutil
 import subprocess
 import sys
+import threading
+import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -229,3 +235,84 @@ def test_cli_refuses_to_compare_against_nothing(repo_root):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out
     assert "leave nothing to compare against" in out
+
+
+class _WheelHost(http.server.BaseHTTPRequestHandler):
+    """A file host on 127.0.0.1 that answers HEAD, GET and single-range GET, as
+    files.pythonhosted.org does; it counts the bytes it sends."""
+
+    files: ClassVar[dict[str, bytes]] = {}
+    sent = 0
+
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+    def do_HEAD(self):
+        self._answer(body=False)
+
+    def do_GET(self):
+        self._answer(body=True)
+
+    def _answer(self, body: bool):
+        data = self.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start, end = 0, len(data) - 1
+        asked = self.headers.get("Range")
+        if asked:
+            first, last = asked.removeprefix("bytes=").split("-")
+            start, end = int(first), min(int(last), len(data) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        if body:
+            self.wfile.write(data[start : end + 1])
+            type(self).sent += end - start + 1
+
+
+@pytest.fixture
+def wheel_host():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WheelHost)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _WheelHost.files, _WheelHost.sent = {}, 0
+    yield f"http://127.0.0.1:{server.server_address[1]}", _WheelHost
+    server.shutdown()
+    server.server_close()
+
+
+def _wheel_with(metadata: str, padding: int) -> bytes:
+    """A wheel-shaped zip (constructed: only its layout matters here) holding the recorded
+    METADATA after `padding` bytes of incompressible payload, as torch's .so files are."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as whl:
+        whl.writestr("torch/lib/libtorch_cuda.so", os.urandom(padding))
+        whl.writestr("torch-2.15.0.dist-info/METADATA", metadata, zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+def test_wheel_metadata_by_range_requests_reads_a_sliver(wheel_host):
+    base, host = wheel_host
+    name = "torch-2.15.0-cp311-cp311-manylinux_2_28_x86_64.whl"
+    metadata = recorded_metadata(name)
+    host.files[f"/{name}"] = _wheel_with(metadata, padding=8 << 20)
+    assert compatsync.fetch_wheel_metadata(f"{base}/{name}") == metadata
+    assert 0 < host.sent < 64 << 10, f"read {host.sent} bytes of an 8 MB wheel"
+
+
+def test_wheel_metadata_prefers_pep658_file(wheel_host):
+    base, host = wheel_host
+    name = "torch-2.5.1-cp313-cp313-manylinux1_x86_64.whl"
+    host.files[f"/{name}.metadata"] = recorded_metadata(name).encode()
+    assert compatsync.cuda_of_metadata(compatsync.fetch_wheel_metadata(f"{base}/{name}")) == "12.4"
+
+
+def test_wheel_metadata_unreachable_is_one_paragraph(wheel_host):
+    base, _ = wheel_host
+    with pytest.raises(IndexUnreachable) as err:
+        compatsync.fetch_wheel_metadata(f"{base}/torch-9.9.9-cp311-cp311-linux_x86_64.whl")
+    assert "Nothing was compared or written" in str(err.value) and "\n" not in str(err.value)
