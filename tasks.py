@@ -417,7 +417,8 @@ def launch_task(
     auto_shortflags=False,
     help={
         "action": "sync: compare compat.yaml's release facts with the wheel indexes",
-        "index": "PEP 503 root of the PyTorch wheel index (default download.pytorch.org/whl)",
+        "index": "PEP 503 root of the PyTorch wheel index (default download.pytorch.org/whl; "
+        "'none': PyPI alone)",
         "pypi": "PyPI JSON API root (default https://pypi.org/pypi; 'none' to skip)",
         "write": "update the generated block of compat.yaml (default: print the diff only)",
     },
