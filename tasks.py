@@ -23,7 +23,7 @@ from gpuimages.cli import after_dashes, command, guarded
 from gpuimages.compat import load_compat
 from gpuimages.doctor import diagnose
 from gpuimages.engine import (
-    LOCAL_BASE,
+    LOCAL_BASES,
     check_local_base,
     engine_client,
     ensure_engine,
@@ -130,9 +130,8 @@ def build(
         offline=offline,
     )
     sources.validate()  # files and folders named exist, --dry-run included
-    if local_base:
-        check_local_base(variants, base_image=base_image)
-    plan_base = LOCAL_BASE if local_base else base_image
+    local_os = check_local_base(variants, base_image=base_image) if local_base else None
+    plan_base = LOCAL_BASES[local_os][0] if local_os else base_image
     ui.console.print(
         ui.variants_table(variants, title=f"Build plan: {len(variants)} image(s)", base=plan_base)
     )
@@ -142,9 +141,9 @@ def build(
         return
     cli = find_docker_cli(docker)
     ensure_engine(cli, start=start_engine or local_base)
-    if local_base:
-        with ui.StepProgress(f"local base {LOCAL_BASE}") as progress:
-            sources = sources.on_base(ensure_local_base(cli, on_line=progress))
+    if local_os:
+        with ui.StepProgress(f"local base {plan_base}") as progress:
+            sources = sources.on_base(ensure_local_base(cli, local_os, on_line=progress))
     try:
         with ui.BuildProgress([v.name for v in variants]) as progress:
             results = build_many(

@@ -96,9 +96,33 @@ def select(
         return tuple(by_name[n] for n in names)
     assert request is not None
     variant = check(request, compat, matrix.repository)
-    if variant.name in by_name:
-        return (by_name[variant.name],)
-    return (variant,)
+    entry = by_name.get(variant.name)
+    if entry is None:
+        return (variant,)
+    _refuse_other_image(request, variant, entry, matrix)
+    return (entry,)
+
+
+def _refuse_other_image(
+    request: VariantRequest, variant: Variant, entry: Variant, matrix: Matrix
+) -> None:
+    """The matrix entry of the same name stands in for a request only where it is what the
+    user asked: tags do not carry Python, OS or route, so an entry on another Python would
+    silently replace the asked one (and its committed Dockerfile would install that)."""
+    asked = {k: getattr(request, k) for k in ("python", "os", "python_source", "base")}
+    differs = [
+        f"{k} {getattr(entry, k)} there, {getattr(variant, k)} asked"
+        for k, v in asked.items()
+        if v and getattr(entry, k) != getattr(variant, k)
+    ]
+    if differs:
+        raise UserInputError(
+            f"{variant.name} in {matrix.path} is another image than the one asked for "
+            f"({'; '.join(differs)}), and both would get the tag {variant.tag}: tags do not "
+            f"carry Python, OS or route. Change that entry in {matrix.path}, or build from a "
+            "matrix of its own in a folder of its own (`invoke render --matrix FILE` writes "
+            "./dockerfiles, which `invoke build --matrix FILE --all` builds)."
+        )
 
 
 @dataclass(frozen=True)
