@@ -66,11 +66,17 @@ def check(c, selection: Selection, json=False):
     if json:
         print(
             jsonlib.dumps(
-                {**variant.as_dict(), "warnings": warnings_for(variant, load_compat())}, indent=2
+                {
+                    **variant.as_dict(),
+                    "python_why": variant.python_why,
+                    "warnings": warnings_for(variant, load_compat()),
+                },
+                indent=2,
             )
         )
     else:
         ui.console.print(ui.variant_table(variant))
+        ui.console.print(f"python: {variant.python_why}")
         ui.console.print(f"supported: {variant.tag}")
 
 

@@ -209,3 +209,14 @@ def test_labels_and_smoke_env_name_the_source(compat):
     v = choose(compat, torch="2.9.1", cuda="cpu", python="3.14")
     assert v.labels()["io.gpuimages.python-source"] == "standalone"
     assert v.smoke_env()["GPUIMAGES_PYTHON_SOURCE"] == "standalone"
+
+
+def test_smoke_tells_the_source_from_where_python_lives(compat):
+    from gpuimages.smoke import labels_check
+
+    v = choose(compat, torch="2.9.1", cuda="cpu", python="3.14", torchvision="none")
+    found = {"torch": "2.9.1+cpu", "python": "3.14.0", "torchvision": None}
+    ok = labels_check(v, v.labels(), {**found, "python_prefix": "/opt/python/cpython-3.14.0"})
+    assert ok.status == "passed" and "python_source" in ok.figures["compared"]
+    lied = labels_check(v, v.labels(), {**found, "python_prefix": "/usr"})
+    assert lied.status == "failed" and "python_source 'apt'" in lied.reason
