@@ -220,3 +220,17 @@ def test_smoke_tells_the_source_from_where_python_lives(compat):
     assert ok.status == "passed" and "python_source" in ok.figures["compared"]
     lied = labels_check(v, v.labels(), {**found, "python_prefix": "/usr"})
     assert lied.status == "failed" and "python_source 'apt'" in lied.reason
+
+
+def test_offline_standalone_build_names_what_the_wheelhouse_lacks(compat, tmp_path):
+    from gpuimages.wheelcheck import missing_standalone
+
+    v = choose(compat, torch="2.9.1", cuda="cpu", python="3.14", torchvision="none")
+    missing = missing_standalone(v, tmp_path)
+    assert len(missing) == 2 and f"uv=={v.uv}" in missing[0] and "cpython-3.14." in missing[1]
+    (tmp_path / f"uv-{v.uv}-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl").touch()
+    archive = "cpython-3.14.10+20261110-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
+    (tmp_path / archive).touch()
+    assert missing_standalone(v, tmp_path) == []
+    apt = choose(compat, torch="2.13.0", cuda="cpu", torchvision="none")
+    assert missing_standalone(apt, tmp_path / "nowhere") == []
