@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 from gpuimages.compat import Compat, load_compat
 from gpuimages.errors import UserInputError, did_you_mean
 from gpuimages.matrix import DEFAULT_REPOSITORY, Matrix, load_matrix
 from gpuimages.options import AXES
 from gpuimages.paths import MATRIX
 from gpuimages.reference import check_axis_value, check_tag
-from gpuimages.variant import Variant, VariantRequest, resolve
+from gpuimages.variant import Variant, VariantRequest, normalize_python, resolve
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,7 @@ class Selection:
         """Whether any variant was named or any axis given."""
         return bool(self.names) or any(self.axes.values())
 
-    def request(self) -> VariantRequest | None:
+    def request(self, compat: Compat | None = None) -> VariantRequest | None:
         """The axes as a VariantRequest; None when no axis was given at all."""
         given = {a: v for a, v in self.axes.items() if v}
         if not given:
@@ -169,7 +171,7 @@ class Selection:
             if required not in given:
                 raise UserInputError(
                     f"--{required} is required with the other variant options (e.g. --torch "
-                    "1.12.0 --cuda 11.3, or --cuda cpu)."
+                    "1.12.0 --cuda 11.3, or --cuda cpu)." + _builds_hint(given, compat)
                 )
         return VariantRequest(**given)
 
@@ -181,17 +183,36 @@ class Selection:
         compat = compat or load_compat()
         matrix = self.load(compat)
         everything = self.all or (self.everything_by_default and not self.chosen)
-        request = self.request()
+        request = self.request(compat)
         return matrix, select(
             matrix, compat, all_variants=everything, names=self.names, request=request
         )
 
     def checked(self, compat: Compat | None = None) -> Variant:
         """`invoke check`: any combination the data knows, the matrix's repository if any."""
-        request = self.request()
+        compat = compat or load_compat()
+        request = self.request(compat)
         if request is None:
             raise UserInputError("give at least --torch and --cuda (see `invoke --help check`).")
-        compat = compat or load_compat()
         exists = self.matrix.exists()
         repository = self.load(compat).repository if exists else DEFAULT_REPOSITORY
         return check(request, compat, repository)
+
+
+def _builds_hint(given: Mapping[str, str | None], compat: Compat | None) -> str:
+    """For --torch without --cuda: the release's builds, and which ship an asked Python."""
+    release = compat.torch.get(str(given.get("torch"))) if compat and "torch" in given else None
+    if release is None:
+        return ""
+    torch = release.version
+    python = normalize_python(str(given["python"])) if given.get("python") else None
+    if not python:
+        return f" torch {torch} has builds for: {', '.join(release.builds())}."
+    with_it = [b for b in release.builds() if python in release.pythons(b)]
+    if with_it:
+        return f" torch {torch} has Python {python} wheels for --cuda {', '.join(with_it)}."
+    shipped = sorted({p for b in release.builds() for p in release.pythons(b)}, key=Version)
+    return (
+        f" And torch {torch} never shipped a wheel for Python {python} in any build: its "
+        f"wheels are for Python {', '.join(shipped)}."
+    )

@@ -234,3 +234,16 @@ def test_offline_standalone_build_names_what_the_wheelhouse_lacks(compat, tmp_pa
     assert missing_standalone(v, tmp_path) == []
     apt = choose(compat, torch="2.13.0", cuda="cpu", torchvision="none")
     assert missing_standalone(apt, tmp_path / "nowhere") == []
+
+
+def test_torch_and_python_without_cuda_gets_the_no_before_the_missing_option(compat):
+    from gpuimages.select import Selection
+
+    with pytest.raises(UserInputError) as err:
+        Selection(axes={"torch": "1.12.1", "python": "3.12"}).request(compat)
+    msg = str(err.value)
+    assert "--cuda is required" in msg
+    assert "never shipped a wheel for Python 3.12 in any build" in msg and "3.7, 3.8" in msg
+    with pytest.raises(UserInputError) as err:
+        Selection(axes={"torch": "1.12.1", "python": "py3.8"}).request(compat)
+    assert "Python 3.8 wheels for --cuda 10.2, 11.3, 11.6, cpu" in str(err.value)
