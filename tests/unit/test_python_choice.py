@@ -247,3 +247,18 @@ def test_torch_and_python_without_cuda_gets_the_no_before_the_missing_option(com
     with pytest.raises(UserInputError) as err:
         Selection(axes={"torch": "1.12.1", "python": "py3.8"}).request(compat)
     assert "Python 3.8 wheels for --cuda 10.2, 11.3, 11.6, cpu" in str(err.value)
+
+
+def test_local_base_follows_the_chosen_debian(compat):
+    from gpuimages.engine import LOCAL_BASES, check_local_base
+
+    trixie = choose(compat, torch="2.14.1", cuda="13.0", python="3.13")
+    bookworm = choose(compat, torch="2.13.0", cuda="cpu")
+    assert check_local_base((trixie,)) == "debian13"
+    assert LOCAL_BASES["debian13"] == ("gpuimages-local/debian:trixie", "trixie")
+    assert check_local_base((bookworm,)) == "debian12"
+    with pytest.raises(UserInputError, match="one call per OS"):
+        check_local_base((trixie, bookworm))
+    noble = choose(compat, torch="2.9.1", cuda="12.8", python="3.14")
+    with pytest.raises(UserInputError, match=r"not: 2\.9\.1-cuda12\.8"):
+        check_local_base((noble,))
