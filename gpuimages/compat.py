@@ -231,8 +231,11 @@ class Compat:
             return python in usable if python else bool(usable)
 
         usable = [o for o in self.os_for(cuda, base) if fits(o)]
-        # An end-of-life OS kept for old Pythons only: chosen when nothing else carries it.
-        usable = [o for o in usable if o not in self.os_last_resort] or (usable if python else [])
+        # An end-of-life OS image kept for old Pythons only: on the os route it is chosen
+        # when nothing else carries the asked Python (nvidia/cuda's own lists stand as is).
+        if base == "os":
+            kept = [o for o in usable if o not in self.os_last_resort]
+            usable = kept or (usable if python else [])
         if cuda == "cpu":
             return usable[0] if usable else None  # os_base lists the preferred first
         preferred = [o for o in self.cuda[cuda].os if o in usable] or usable

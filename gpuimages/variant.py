@@ -578,7 +578,7 @@ def _standalone_default_os(torch: str, cuda: str, base: str, compat: Compat) -> 
     fits = [
         o
         for o in compat.os_for(cuda, base)
-        if compat.glibc_ok(torch, o) and o not in compat.os_last_resort
+        if compat.glibc_ok(torch, o) and not (base == "os" and o in compat.os_last_resort)
     ]
     if not fits:
         return None
