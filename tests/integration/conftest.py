@@ -38,7 +38,7 @@ WORKSPACE = Path(tempfile.mkdtemp(prefix="gpuimages-tests-"))
 
 
 # The act run of the CI workflow (marker `act`) takes 4.5 to 7 minutes on 2 cores, at or above
-# the default run affords (docs/ci.md): it runs only when `-m` names it.
+# what the default run affords (docs/ci.md): it runs only when `-m` names it.
 ACT_SKIP = pytest.mark.skip(
     reason="the act run of the CI workflow (5-7 min) runs only when asked for: "
     "`nox -s act` or `python -m pytest -m act tests/integration/test_workflow_act.py`"
