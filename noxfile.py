@@ -2,23 +2,31 @@
 
 `nox` runs lint, tests and render_check; `nox -s ci` runs exactly what CI runs (.ci/run);
 `nox -l` lists every session. Per-variant sessions are named by the variant:
-`nox -s "build(2.13.0-cpu-runtime)"`.
+`nox -s "build(2.13.0-cpu-runtime)"`; they read the matrix file GPUIMAGES_MATRIX names
+(default matrix.yaml), as the CI workflow sets it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
+MATRIX = os.environ.get("GPUIMAGES_MATRIX") or "matrix.yaml"
 try:  # the per-variant sessions are parametrized from the matrix
     from gpuimages.matrix import load_matrix
 
-    VARIANTS = [v.name for v in load_matrix("matrix.yaml").variants]
-except ImportError:  # gpuimages' dependencies not importable by this nox: no variant sessions
+    VARIANTS = [v.name for v in load_matrix(MATRIX).variants]
+except ImportError as exc:  # nox without gpuimages' dependencies: no per-variant sessions
     VARIANTS = []
+    print(
+        f"noxfile: no per-variant sessions ({exc}): install gpuimages where nox runs "
+        "(`python -m pip install nox -e .`)",
+        file=sys.stderr,
+    )
 
 nox.options.sessions = ["lint", "tests", "render_check"]
 nox.options.reuse_existing_virtualenvs = True
@@ -51,6 +59,15 @@ def ci(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def act(session: nox.Session) -> None:
+    """The CI workflow run by act on this host, CPU variant, push to main (docs/ci.md)."""
+    # Needs a Docker engine (started when none answers and we are root); pytest arguments
+    # after `--`. Marketplace actions are replaced by tests/act/actions/ for this run only.
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "act", "tests/integration/test_workflow_act.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def render_check(session: nox.Session) -> None:
     """Fail when dockerfiles/ has drifted from templates/ and matrix.yaml."""
     session.install("-e", ".")
@@ -68,7 +85,7 @@ def render_check(session: nox.Session) -> None:
 def build(session: nox.Session, variant: str) -> None:
     """Build one variant's image (BuildKit)."""
     session.install("-e", ".")
-    session.run("invoke", "build", "--variant", variant, *session.posargs)
+    session.run("invoke", "build", "--variant", variant, "--matrix", MATRIX, *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -76,7 +93,7 @@ def build(session: nox.Session, variant: str) -> None:
 def smoke(session: nox.Session, variant: str) -> None:
     """Smoke-test one built variant; reports in reports/smoke/ (JSON + JUnit XML)."""
     session.install("-e", ".")
-    session.run("invoke", "smoke", "--variant", variant, *session.posargs)
+    session.run("invoke", "smoke", "--variant", variant, "--matrix", MATRIX, *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -86,7 +103,7 @@ def publish(session: nox.Session, variant: str) -> None:
     # Extra `invoke publish` options after `--`, e.g. `-- --registry ghcr.io/my-org`.
     # Credentials: GPUIMAGES_REGISTRY_USER / GPUIMAGES_REGISTRY_PASSWORD, or docker login.
     session.install("-e", ".")
-    session.run("invoke", "publish", "--variant", variant, *session.posargs)
+    session.run("invoke", "publish", "--variant", variant, "--matrix", MATRIX, *session.posargs)
 
 
 @nox.session(python=PYTHON)

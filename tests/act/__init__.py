@@ -1,0 +1,1 @@
+"""Running .github/workflows/images.yml with act (nektos/act) on this host."""
