@@ -14,7 +14,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 try:  # the per-variant sessions are parametrized from the matrix
-    from gpuimages.matrix import load_matrix
+    from gpuimages.facts.matrix import load_matrix
 
     VARIANTS = [v.name for v in load_matrix("matrix.yaml").variants]
 except ImportError:  # gpuimages' dependencies not importable by this nox: no variant sessions

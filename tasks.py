@@ -1,6 +1,6 @@
 """invoke tasks: parse options, call gpuimages, print. `invoke --list`; `invoke --help TASK`.
 
-Every task gets its options' help from gpuimages/options.py; a selecting task's
+Every task gets its options' help from gpuimages/core/options.py; a selecting task's
 `selection` stands for the shared options (the variant axes, --all, --variant,
 --matrix), parsed once into a `Selection` (gpuimages/cli.py).
 """
@@ -14,15 +14,7 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from gpuimages import console as ui
-from gpuimages import container as containers
-from gpuimages import launch as launching
-from gpuimages import resolve as resolving
-from gpuimages.build import BuildInterrupted, PackageSources, build_many, write_report
-from gpuimages.catalog import load_catalog
-from gpuimages.cli import after_dashes, command, guarded
-from gpuimages.compat import load_compat
-from gpuimages.doctor import diagnose
-from gpuimages.engine import (
+from gpuimages.build.engine import (
     LOCAL_BASE,
     check_local_base,
     docker_for_builds,
@@ -30,18 +22,34 @@ from gpuimages.engine import (
     ensure_engine,
     ensure_local_base,
 )
-from gpuimages.matrix import load_matrix
-from gpuimages.options import AXES, whole_number, writable_dir, writable_file
-from gpuimages.paths import BUILD_REPORT, DOCKERFILES, MATRIX, SMOKE_REPORTS, WHEELHOUSE, WORK_DIR
-from gpuimages.registry import Registry, RetryPolicy
-from gpuimages.release import publish_release, registry_notes
-from gpuimages.render import render_all
-from gpuimages.select import Selection, warnings_for
-from gpuimages.smoke import SmokeOptions
-from gpuimages.smoke import smoke as run_smoke
-from gpuimages.smoke_report import report_path
-from gpuimages.tagging import add_tags
-from gpuimages.wheelhouse import download
+from gpuimages.build.image import BuildInterrupted, PackageSources, build_many, write_report
+from gpuimages.build.render import render_all
+from gpuimages.build.tagging import add_tags
+from gpuimages.build.wheelhouse import download
+from gpuimages.cli import after_dashes, command, guarded
+from gpuimages.core.options import AXES, whole_number, writable_dir, writable_file
+from gpuimages.core.paths import (
+    BUILD_REPORT,
+    DOCKERFILES,
+    MATRIX,
+    SMOKE_REPORTS,
+    WHEELHOUSE,
+    WORK_DIR,
+)
+from gpuimages.facts.compat import load_compat
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.facts.registry_address import Registry
+from gpuimages.facts.select import Selection, warnings_for
+from gpuimages.host import launch as launching
+from gpuimages.host import resolve as resolving
+from gpuimages.host.doctor import diagnose
+from gpuimages.release.catalog import load_catalog
+from gpuimages.release.cut import publish_release, registry_notes
+from gpuimages.release.registry import RetryPolicy
+from gpuimages.vet import container as containers
+from gpuimages.vet.smoke import SmokeOptions
+from gpuimages.vet.smoke import smoke as run_smoke
+from gpuimages.vet.smoke_report import report_path
 
 DOCTOR_IMAGE = (
     "also run `docker run --rm --gpus all IMAGE nvidia-smi` for real (exit 1 if it fails)"
@@ -425,7 +433,7 @@ def launch_task(
 )
 def compat_task(c, action, index=None, pypi=None, write=False):
     """`invoke compat sync [--index URL] [--write]`: release facts against the indexes."""
-    from gpuimages import compatsync
+    from gpuimages.facts import compatsync
 
     guarded(lambda: print(compatsync.run_cli(action, index=index, pypi=pypi, write=write)))()
 
@@ -449,7 +457,7 @@ def promote_task(
     c, from_=None, to=None, variant=None, manifest=None, dry_run=False, tries=None, backoff=None
 ):
     """Copy smoke-tested digests from staging to the public registry (no rebuild, no pull)."""
-    from gpuimages import promote
+    from gpuimages import console as ui
 
     options = {"source": from_, "dest": to, "variants": variant, "manifests": manifest}
-    guarded(lambda: promote.main(**options, dry_run=dry_run, tries=tries, backoff=backoff))()
+    guarded(lambda: ui.promote(**options, dry_run=dry_run, tries=tries, backoff=backoff))()

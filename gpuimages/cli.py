@@ -26,11 +26,11 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from gpuimages.console import setup_logging
-from gpuimages.errors import GpuImagesError
-from gpuimages.options import AXES, HELP
-from gpuimages.paths import MATRIX, WORK_DIR
-from gpuimages.reference import shown, tamed
-from gpuimages.select import Selection
+from gpuimages.core.errors import GpuImagesError
+from gpuimages.core.options import AXES, HELP
+from gpuimages.core.paths import MATRIX, WORK_DIR
+from gpuimages.core.reference import shown, tamed
+from gpuimages.facts.select import Selection
 
 # many: --all | --variant NAME... | axes; one: --variant NAME | axes; everything: as many,
 # without --all, nothing chosen meaning the whole matrix; request: the axes only.

@@ -24,9 +24,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from gpuimages.engine import docker_for_builds, ensure_engine, ensure_local_base
-from gpuimages.errors import GpuImagesError
-from gpuimages.matrix import load_matrix
+from gpuimages.build.engine import docker_for_builds, ensure_engine, ensure_local_base
+from gpuimages.core.errors import GpuImagesError
+from gpuimages.facts.matrix import load_matrix
 from tests.helpers import invoke as run_invoke
 
 ROOT = Path(__file__).resolve().parents[2]

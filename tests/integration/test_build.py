@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from gpuimages.build import PackageSources, build_many
-from gpuimages.errors import UserInputError
-from gpuimages.render import render_all
+from gpuimages.build.image import PackageSources, build_many
+from gpuimages.build.render import render_all
+from gpuimages.core.errors import UserInputError
 
 from .conftest import CPU_VARIANT, TEST_REPOSITORY
 

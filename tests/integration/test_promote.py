@@ -23,10 +23,11 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from gpuimages.evidence import ENV_EVIDENCE_KEY
-from gpuimages.promote import promote_release
-from gpuimages.registry import Credentials, PublishError, Registry, RegistryApi, RetryPolicy
-from gpuimages.release import publish_release
+from gpuimages.facts.registry_address import Registry
+from gpuimages.release.cut import publish_release
+from gpuimages.release.promote import promote_release
+from gpuimages.release.registry import Credentials, PublishError, RegistryApi, RetryPolicy
+from gpuimages.vet.evidence import ENV_EVIDENCE_KEY
 
 from .conftest import CPU_VARIANT, ROOT
 from .test_publish import write_report

@@ -24,16 +24,16 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from gpuimages.manifest import capture_contents
-from gpuimages.registry import (
+from gpuimages.facts.registry_address import Registry
+from gpuimages.release.cut import publish_release
+from gpuimages.release.manifest import capture_contents
+from gpuimages.release.registry import (
     Credentials,
     CredentialsRejected,
     PublishError,
-    Registry,
     RegistryApi,
     RetryPolicy,
 )
-from gpuimages.release import publish_release
 
 from .conftest import CPU_VARIANT, ROOT, free_port, start_registry, stop_registry
 
