@@ -99,6 +99,51 @@ def whole_number(value: object, option: str, *, minimum: int = 0) -> int:
     return int(text)
 
 
+# A task's own wording where it differs from HELP's, and the options only one task has.
+TASK_HELP: dict[str, dict[str, str]] = {
+    "publish": {
+        "registry": "HOST[:PORT][/NAMESPACE] (default: matrix.yaml's registry, else a local "
+        "registry this task starts on 127.0.0.1:5000)",
+        "dry_run": "check the smoke gate and show what would be pushed where; push nothing",
+        "report": "the smoke report of the one image published (as `invoke smoke --report`)",
+    },
+    "doctor": {
+        "image": "also run `docker run --rm --gpus all IMAGE nvidia-smi` for real (exit 1 if it "
+        "fails)",
+    },
+    "resolve": {
+        "driver": "the host's NVIDIA driver as nvidia-smi shows it, e.g. 535.104.05, or 'none' "
+        "for a host without an NVIDIA GPU (CPU variants) (default: this host's)",
+        "gpu_arch": "the GPUs' compute capability: sm_90, 9.0 or 90; repeat it or give a comma "
+        "list for a host with mixed GPUs (default: this host's)",
+        "torch": "only torch releases starting with this: 2.5 matches 2.5.1",
+        "python": "only variants with this Python, e.g. 3.11",
+        "flavor": "only runtime or devel (default: both, runtime ranked first)",
+    },
+    "run": {
+        "dry_run": "print the equivalent `docker run` line and nothing else; start nothing",
+    },
+    "launch": {
+        "horovod": "Horovod job: horovodrun/mpirun and an MPIJob (the variant's Horovod image)",
+    },
+    "compat": {
+        "action": "sync: compare compat.yaml's release facts with the wheel indexes",
+        "index": "PEP 503 root of the PyTorch wheel index (default download.pytorch.org/whl; "
+        "'none': PyPI alone)",
+        "pypi": "PyPI JSON API root (default https://pypi.org/pypi; 'none' to skip)",
+        "write": "update the generated block of compat.yaml (default: print the diff only)",
+    },
+    "promote": {
+        "from": "staging registry HOST[:PORT]/NAMESPACE the images were published to",
+        "to": "public registry HOST[:PORT]/NAMESPACE to copy them to",
+        "variant": "a variant name (repeatable; default: every one the manifests record)",
+        "manifest": "release manifest file or folder (repeatable; default reports/release)",
+        "dry_run": "check the evidence and the staging digests; copy nothing",
+        "tries": "tries per registry request on transient errors (default 4)",
+        "backoff": "seconds before the first retry, doubling (default 1)",
+    },
+}
+
 _SIZE = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,3})?[bkmgBKMG]?")
 
 

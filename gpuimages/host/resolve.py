@@ -36,17 +36,6 @@ Policy = Literal["supported", "minor-version compatibility", "no GPU needed"]
 NO_GPU = "none"  # --driver none: a host without an NVIDIA GPU (CPU variants fit)
 FLAVORS = ("runtime", "devel")
 
-# `invoke resolve`'s own wording of options other tasks share (gpuimages/core/options.py).
-HELP = {
-    "driver": "the host's NVIDIA driver as nvidia-smi shows it, e.g. 535.104.05, or 'none' "
-    "for a host without an NVIDIA GPU (CPU variants) (default: this host's)",
-    "gpu_arch": "the GPUs' compute capability: sm_90, 9.0 or 90; repeat it or give a comma "
-    "list for a host with mixed GPUs (default: this host's)",
-    "torch": "only torch releases starting with this: 2.5 matches 2.5.1",
-    "python": "only variants with this Python, e.g. 3.11",
-    "flavor": "only runtime or devel (default: both, runtime ranked first)",
-}
-
 
 @dataclass(frozen=True)
 class HostRequest:
