@@ -56,7 +56,14 @@ MOVES: dict[str, str] = {
     for stage, olds in STAGES.items()
     for old in olds
 }
-NEW = set(MOVES.values())
+# Modules born in the new layout (split out of moved ones): never read as old names.
+ADDED = (
+    "gpuimages.facts.registry_address",
+    "gpuimages.facts.support",
+    "gpuimages.vet.contents",
+    "gpuimages.release.markdown",
+)
+NEW = set(MOVES.values()) | set(ADDED)
 PACKAGES = {f"gpuimages.{stage}" for stage in STAGES}
 
 # Names that left their module after the move (old home -> new home), for import lines.
@@ -65,6 +72,23 @@ SYMBOLS: dict[tuple[str, str], str] = {
         ("gpuimages.release.registry", name): "gpuimages.facts.registry_address"
         for name in ("Registry", "is_loopback", "split_ref", "repository_path", "LOOPBACK_HOSTS")
     },
+    **{
+        ("gpuimages.release.manifest", name): "gpuimages.vet.contents"
+        for name in (
+            "ABSENT",
+            "VERSION_KEYS",
+            "KEY_PACKAGES",
+            "CAPTURE_TIMEOUT_S",
+            "SECTION",
+            "CAPTURE_SCRIPT",
+            "ImageContents",
+            "sections",
+            "parse_capture",
+            "capture_contents",
+            "image_created",
+        )
+    },
+    ("gpuimages.release.manifest", "human_size"): "gpuimages.release.markdown",
     **{
         ("gpuimages.host.doctor", name): "gpuimages.facts.support"
         for name in (

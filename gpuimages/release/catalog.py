@@ -21,7 +21,9 @@ from gpuimages.core.errors import UserInputError
 from gpuimages.core.reference import shown
 from gpuimages.facts.compat import Compat
 from gpuimages.facts.registry_address import split_ref
-from gpuimages.release.manifest import ABSENT, ReleaseManifest, human_size
+from gpuimages.release.manifest import ReleaseManifest
+from gpuimages.release.markdown import cell, image_size
+from gpuimages.vet.contents import ABSENT
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +122,6 @@ def build_catalog(manifest: ReleaseManifest, compat: Compat) -> dict[str, Any]:
 # --- Markdown -------------------------------------------------------------------------------
 
 
-def _cell(value: object) -> str:
-    text = "-" if value in (None, "", []) else str(value)
-    return " ".join(text.split()).replace("|", "\\|")
-
-
 def _drivers(policies: Mapping[str, str | None] | None) -> str:
     if policies is None:
         return "none (CPU)"
@@ -147,31 +144,29 @@ def to_markdown(catalog: Mapping[str, Any]) -> str:
     ]
     for image in catalog["images"]:
         v, ev = image["versions"], image["evidence"]
-        size = human_size(image.get("size_bytes"))
-        if image.get("compressed_bytes"):
-            size += f" ({human_size(image['compressed_bytes'])} compressed)"
+        size = image_size(image)
         smoke = f"{ev['smoke']}: {ev['passed']} passed, {ev['skipped']} skipped"
         digest = image["digest"]
         cells = [
-            f"`{_cell(image['reference'])}`",
+            f"`{cell(image['reference'])}`",
             f"`{digest.split(':')[0]}:{digest.split(':')[-1][:12]}`",
-            _cell(v.get("torch")),
-            _cell(v.get("cuda")),
-            _cell(v.get("cudnn")),
-            _cell(v.get("python")),
-            _cell(v.get("os")),
-            _cell(_drivers(image.get("min_driver"))),
-            _cell(" ".join(image.get("archs") or [])),
-            _cell(size),
-            _cell(smoke),
+            cell(v.get("torch")),
+            cell(v.get("cuda")),
+            cell(v.get("cudnn")),
+            cell(v.get("python")),
+            cell(v.get("os")),
+            cell(_drivers(image.get("min_driver"))),
+            cell(" ".join(image.get("archs") or [])),
+            cell(size),
+            cell(smoke),
             f"`{image['sbom']}`" if image.get("sbom") else "-",
-            _cell(image.get("built")),
+            cell(image.get("built")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [i for i in catalog["images"] if i.get("sbom_note")]
     if notes:
         lines += ["", "### SBOM notes", ""]
-        lines += [f"- `{i['variant']}`: {_cell(i['sbom_note'])}" for i in notes]
+        lines += [f"- `{i['variant']}`: {cell(i['sbom_note'])}" for i in notes]
     if catalog["images"]:
         lines += ["", "### Pull by digest", "", "```"]
         lines += [f"docker pull {i['pull']}" for i in catalog["images"]]

@@ -39,8 +39,8 @@ from gpuimages import __version__
 from gpuimages.core.errors import GpuImagesError
 from gpuimages.core.paths import WORK_DIR
 from gpuimages.core.runner import run
-from gpuimages.release.manifest import SECTION, sections
 from gpuimages.vet.container import tracked
+from gpuimages.vet.contents import SECTION, sections
 
 log = logging.getLogger(__name__)
 

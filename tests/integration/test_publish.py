@@ -26,7 +26,6 @@ import pytest
 
 from gpuimages.facts.registry_address import Registry
 from gpuimages.release.cut import publish_release
-from gpuimages.release.manifest import capture_contents
 from gpuimages.release.registry import (
     Credentials,
     CredentialsRejected,
@@ -34,6 +33,7 @@ from gpuimages.release.registry import (
     RegistryApi,
     RetryPolicy,
 )
+from gpuimages.vet.contents import capture_contents
 
 from .conftest import CPU_VARIANT, ROOT, free_port, start_registry, stop_registry
 

@@ -15,8 +15,9 @@ from gpuimages.facts.matrix import load_matrix
 from gpuimages.release import sbom
 from gpuimages.release.catalog import build_catalog, driver_policies, load_catalog, write_catalog
 from gpuimages.release.cut import with_sboms
-from gpuimages.release.manifest import SECTION, ReleaseManifest
+from gpuimages.release.manifest import ReleaseManifest
 from gpuimages.release.publish import PublishResult
+from gpuimages.vet.contents import SECTION
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = "2.13.0-cpu-runtime"

@@ -21,15 +21,7 @@ from gpuimages.core.errors import UserInputError
 from gpuimages.facts.matrix import load_matrix
 from gpuimages.facts.registry_address import Registry, repository_path
 from gpuimages.release.cut import release_dir
-from gpuimages.release.manifest import (
-    ABSENT,
-    SECTION,
-    ImageContents,
-    ReleaseManifest,
-    parse_capture,
-    to_markdown,
-    write_manifest,
-)
+from gpuimages.release.manifest import ReleaseManifest, to_markdown, write_manifest
 from gpuimages.release.publish import (
     GateDecision,
     PublishResult,
@@ -53,6 +45,7 @@ from gpuimages.release.registry import (
     same_digest,
     with_retries,
 )
+from gpuimages.vet.contents import ABSENT, SECTION, ImageContents, parse_capture
 from gpuimages.vet.smoke_report import SmokeReport, SmokeReportError, find_report, report_path
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -67,6 +67,11 @@ def test_a_stage_module_and_an_old_name_on_one_line_part(relayer):
     )
 
 
+def test_a_module_added_under_a_renamed_name_stays(relayer):
+    text = "from gpuimages.release.markdown import cell\nfrom gpuimages.release import markdown\n"
+    assert relayer.rewrite(text) == text
+
+
 def test_a_module_renamed_inside_its_stage_keeps_its_local_name(relayer):
     assert relayer.rewrite("from gpuimages import build\n") == (
         "from gpuimages.build import image as build\n"
