@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 
 from gpuimages import console as ui
 from gpuimages.build.engine import (
-    LOCAL_BASE,
+    LOCAL_BASES,
     check_local_base,
     docker_for_builds,
     engine_client,
@@ -71,11 +71,17 @@ def check(c, selection: Selection, json=False):
     if json:
         print(
             jsonlib.dumps(
-                {**variant.as_dict(), "warnings": warnings_for(variant, load_compat())}, indent=2
+                {
+                    **variant.as_dict(),
+                    "python_why": variant.python_why,
+                    "warnings": warnings_for(variant, load_compat()),
+                },
+                indent=2,
             )
         )
     else:
         ui.console.print(ui.variant_table(variant))
+        ui.console.print(f"python: {variant.python_why}")
         ui.console.print(f"supported: {variant.tag}")
 
 
@@ -133,9 +139,8 @@ def build(
         offline=offline,
     )
     sources.validate()  # files and folders named exist, --dry-run included
-    if local_base:
-        check_local_base(variants, base_image=base_image)
-    plan_base = LOCAL_BASE if local_base else base_image
+    local_os = check_local_base(variants, base_image=base_image) if local_base else None
+    plan_base = LOCAL_BASES[local_os][0] if local_os else base_image
     ui.console.print(
         ui.variants_table(variants, title=f"Build plan: {len(variants)} image(s)", base=plan_base)
     )
@@ -146,9 +151,9 @@ def build(
     start = start_engine or local_base
     cli = docker_for_builds(docker, install=start)
     ensure_engine(cli, start=start)
-    if local_base:
-        with ui.StepProgress(f"local base {LOCAL_BASE}") as progress:
-            sources = sources.on_base(ensure_local_base(cli, on_line=progress))
+    if local_os:
+        with ui.StepProgress(f"local base {plan_base}") as progress:
+            sources = sources.on_base(ensure_local_base(cli, local_os, on_line=progress))
     try:
         with ui.BuildProgress([v.name for v in variants]) as progress:
             results = build_many(

@@ -28,6 +28,12 @@ from gpuimages.facts.variant import Variant
 log = logging.getLogger(__name__)
 
 LOCAL_BASE = "gpuimages-local/debian:bookworm"
+# The Debian releases a local base can be made of (debootstrap reaches Debian's archive
+# only): the variant's OS -> (image name, suite).
+LOCAL_BASES: dict[str, tuple[str, str]] = {
+    "debian12": (LOCAL_BASE, "bookworm"),
+    "debian13": ("gpuimages-local/debian:trixie", "trixie"),
+}
 ENGINE_FIX = (
     "Start one (as root: bash scripts/start-docker.sh, or sudo systemctl start docker); "
     "`invoke doctor` checks the whole host."
@@ -216,32 +222,42 @@ def ensure_engine(cli: DockerCli, *, start: bool = True) -> None:
     )
 
 
-def check_local_base(variants: tuple[Variant, ...], base_image: str | None = None) -> None:
-    """The local base is plain Debian 12: it fits os-route variants on debian12 only, and
-    it is the base: a --base-image beside it would be silently ignored."""
+def check_local_base(variants: tuple[Variant, ...], base_image: str | None = None) -> str:
+    """The OS of the local base these variants need: one Debian release (LOCAL_BASES) on
+    the os route for all of them. A --base-image beside it would be silently ignored."""
     if base_image:
         raise UserInputError(
             f"--local-base and --base-image {base_image} both name the base image: give one "
-            "(--local-base builds on a Debian 12 made here; --base-image on an image you have "
+            "(--local-base builds on a Debian made here; --base-image on an image you have "
             "or can pull)."
         )
-    bad = [v.name for v in variants if not (v.base == "os" and v.os == "debian12")]
+    debians = ", ".join(LOCAL_BASES)
+    bad = [v.name for v in variants if not (v.base == "os" and v.os in LOCAL_BASES)]
     if bad:
         raise UserInputError(
-            f"--local-base makes a plain Debian 12 image; it fits variants on debian12 whose "
-            f"CUDA comes from torch's wheels (base os), not: {', '.join(bad)}. Use --base-image "
-            "with a mirrored image of the variant's OS (or nvidia/cuda image for base nvidia)."
+            f"--local-base makes a plain Debian image ({debians}); it fits variants on those "
+            f"whose CUDA comes from torch's wheels (base os), not: {', '.join(bad)}. Use "
+            "--base-image with a mirrored image of the variant's OS (or nvidia/cuda image "
+            "for base nvidia)."
         )
+    found = sorted({v.os for v in variants})
+    if len(found) > 1:
+        raise UserInputError(
+            f"--local-base makes one base image, but these variants sit on {', '.join(found)}: "
+            "build them in one call per OS."
+        )
+    return found[0] if found else "debian12"
 
 
 def ensure_local_base(
-    cli: DockerCli, name: str = LOCAL_BASE, on_line: Callable[[str], None] | None = None
+    cli: DockerCli, os_name: str = "debian12", on_line: Callable[[str], None] | None = None
 ) -> str:
-    """A debootstrap'd Debian base imported as `name` (made once); returns the name.
+    """A debootstrap'd Debian base for os_name (LOCAL_BASES), made once; returns its name.
 
     The first time takes about a minute: on_line hears the script's steps."""
+    name, suite = LOCAL_BASES[os_name]
     run(
-        ["bash", str(SCRIPTS / "make-base-image.sh"), name],
+        ["bash", str(SCRIPTS / "make-base-image.sh"), name, suite],
         env={"DOCKER": cli.path},
         what="making the local base image",
         timeout=900,

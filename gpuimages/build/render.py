@@ -67,6 +67,8 @@ SSHD_COMMANDS = (
 )
 # The start-up check (scripts/entrypoint/), then the command: isolated from the user's
 # PYTHON* variables, no site-packages, standard library only.
+# Where scripts/image/python-standalone.sh installs a python-build-standalone CPython.
+STANDALONE_HOME = "/opt/python"
 ENTRYPOINT = ("/opt/venv/bin/python", "-I", "-S", "/opt/gpuimages/entrypoint/startup_check.py")
 
 
@@ -84,6 +86,9 @@ class DockerfileContext:
     tag: str
     index_url: str
     builder_apt: tuple[str, ...]
+    uv: str | None  # set: Python comes from python-build-standalone via this uv
+    python_home: str | None  # where that Python lives (copied beside the venv)
+    python_commands: tuple[str, ...]  # what makes the venv's Python before pip runs
     horovod_apt: tuple[str, ...]
     horovod_requirements: tuple[str, ...]
     venv_stage: str
@@ -112,16 +117,25 @@ class DockerfileContext:
 def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> DockerfileContext:
     _check_comment(matrix_path, "--matrix")
     py = f"python{variant.python}"
-    builder_apt = [py, f"{py}-venv", "ca-certificates"]
+    standalone = variant.python_source == "standalone"
+    # A standalone CPython brings its own headers and needs no OS Python at run time; the
+    # builder borrows the OS's python3 only to pip-install the pinned uv that installs it.
+    builder_apt = (
+        ["python3", "python3-venv", "ca-certificates"]
+        if standalone
+        else [py, f"{py}-venv", "ca-certificates"]
+    )
+    os_python = [] if standalone else [py]
+    headers = [] if standalone else [f"{py}-dev"]
     # Horovod compiles against torch: a C++ toolchain, CMake, Python and MPI headers. Its
     # stage starts from the torch venv, so variants with and without it share that layer.
     horovod_apt = (
-        ["g++", "make", "cmake", f"{py}-dev", "libopenmpi-dev", "openmpi-bin"]
+        ["g++", "make", "cmake", *headers, "libopenmpi-dev", "openmpi-bin"]
         if variant.horovod
         else []
     )
-    runtime_apt = [py, "ca-certificates", *variant.mpi_packages]
-    devel_apt = ["g++", "make", "ninja-build", f"{py}-dev"] if variant.flavor == "devel" else []
+    runtime_apt = [*os_python, "ca-certificates", *variant.mpi_packages]
+    devel_apt = ["g++", "make", "ninja-build", *headers] if variant.flavor == "devel" else []
 
     horovod_env: list[tuple[str, str]] = []
     if variant.horovod:
@@ -219,6 +233,13 @@ def context_for(variant: Variant, matrix_path: str = "matrix.yaml") -> Dockerfil
         tag=variant.tag,
         index_url=variant.index_url,
         builder_apt=tuple(sorted(set(builder_apt))),
+        uv=variant.uv if standalone else None,
+        python_home=STANDALONE_HOME if standalone else None,
+        python_commands=(
+            (f"/opt/gpuimages/build/python-standalone.sh {variant.python} {variant.uv}",)
+            if standalone
+            else ()
+        ),
         horovod_apt=tuple(sorted(set(horovod_apt))),
         horovod_requirements=_quoted(horovod_requirements),
         venv_stage="horovod" if variant.horovod else "builder",

@@ -59,8 +59,30 @@ def missing_wheels(variant: Variant, source: str) -> list[str]:
     return missing
 
 
+def missing_standalone(variant: Variant, wheelhouse: Path) -> list[str]:
+    """What an offline build of a standalone-Python variant needs besides the wheels: the
+    pinned uv's wheel and a python-build-standalone archive of the variant's Python."""
+    if variant.python_source != "standalone":
+        return []
+    names = [p.name for p in wheelhouse.iterdir()] if wheelhouse.is_dir() else []
+    missing = []
+    if not any(n.startswith(f"uv-{variant.uv}-") and n.endswith(".whl") for n in names):
+        missing.append(f"uv=={variant.uv} (`invoke wheelhouse` downloads it)")
+    archive = f"cpython-{variant.python}."
+    if not any(
+        n.startswith(archive) and "x86_64-unknown-linux-gnu-install_only" in n for n in names
+    ):
+        missing.append(
+            f"a python-build-standalone archive {archive}*-x86_64-unknown-linux-gnu-"
+            "install_only*.tar.gz (copy it from your mirror of its releases, see docs/python.md)"
+        )
+    return missing
+
+
 def refuse_missing(variant: Variant, source: str) -> None:
     missing = missing_wheels(variant, source)
+    if "://" not in source:
+        missing += missing_standalone(variant, Path(source))
     if missing:
         raise UserInputError(
             f"{variant.name}: {source} has no wheel for {', '.join(missing)}; nothing was "

@@ -64,8 +64,11 @@ def download(variant: Variant, dest: Path, *, log_dir: Path | None = None) -> Pa
             variant.pip_pins[0],
         )
         index = []
+    # A standalone Python is installed by the pinned uv (a py3-none wheel); its CPython
+    # archive is not on any package index: docs/python.md says where to mirror it from.
+    uv = (f"uv=={variant.uv}",) if variant.uv else ()
     run(
-        [*base, *target, *index, *variant.requirements],
+        [*base, *target, *index, *variant.requirements, *uv],
         log_path=log_path,
         what=f"pip download for {variant.name}",
     )

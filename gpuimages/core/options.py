@@ -21,7 +21,10 @@ AXES: dict[str, str] = {
     "cuda": "CUDA major.minor (11.3, cu113) or 'cpu'",
     "cudnn": "cuDNN major; default: the one the torch x CUDA build ships with",
     "flavor": "runtime (default) or devel",
-    "python": "Python major.minor; default: the OS's own when torch supports it",
+    "python": "Python major.minor; without --os it picks an OS whose archive has it, else "
+    "python-build-standalone on the build's default OS; default: the OS's own",
+    "python_source": "where Python comes from: apt (the OS archive) or standalone "
+    "(python-build-standalone via a pinned uv); default: apt where the OS has the Python",
     "os": "e.g. ubuntu20.04, debian12; default: newest NVIDIA publishes the CUDA for",
     "base": "where CUDA comes from: os (plain OS image + torch's own CUDA wheels; the "
     "default where it works) or nvidia (nvidia/cuda images)",
@@ -45,7 +48,7 @@ HELP: dict[str, str] = {
     "ca_bundle": "CA bundle for a TLS proxy, handed in as a BuildKit secret (not a layer)",
     "apt_mirror": "Debian/Ubuntu archive mirror URL for apt inside the build",
     "offline": "pip installs only from --wheelhouse",
-    "local_base": "os-route variants on debian12: use a local debootstrap Debian base "
+    "local_base": "os-route variants on debian12 or debian13: use a local debootstrap Debian base "
     "(no registry pull)",
     "start_engine": "start a Docker engine (as root) when none answers",
     "report": f"report path (build: {BUILD_REPORT}; smoke: {SMOKE_REPORTS}/)",

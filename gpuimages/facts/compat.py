@@ -131,6 +131,19 @@ class HorovodRelease:
 
 
 @dataclass(frozen=True)
+class StandalonePython:
+    """The second Python source: python-build-standalone CPython, installed by a pinned uv."""
+
+    uv: str
+    pythons: tuple[str, ...]
+    glibc: str  # the oldest glibc its Linux builds run on
+
+    def fits(self, python: str, os_glibc: str | None) -> bool:
+        glibc_ok = os_glibc is None or Version(os_glibc) >= Version(self.glibc)
+        return python in self.pythons and glibc_ok
+
+
+@dataclass(frozen=True)
 class Compat:
     wheel_index: str
     torch: dict[str, TorchRelease]
@@ -143,6 +156,8 @@ class Compat:
     driver_cuda: dict[str, str] = field(default_factory=dict)  # CUDA -> its first driver
     build_rules: dict[str, tuple[BuildRule, ...]] = field(default_factory=dict)
     os_glibc: dict[str, str] = field(default_factory=dict)
+    os_last_resort: frozenset[str] = frozenset()  # never a default (compat.yaml last_resort)
+    python_standalone: StandalonePython | None = None
 
     def build_facts(self, torch: str, cuda: str) -> BuildFacts | None:
         """cuDNN/NCCL/archs of the torch x CUDA build: the first rule whose range holds torch."""
@@ -189,6 +204,15 @@ class Compat:
             wheels = set(release.pythons(cuda))
         return tuple(p for p in self.os_python[os_name] if p in wheels)
 
+    def standalone_fits(self, torch: str, os_name: str, python: str) -> bool:
+        """Whether python-build-standalone can put `python` on this OS for this torch."""
+        pbs = self.python_standalone
+        return (
+            pbs is not None
+            and self.glibc_ok(torch, os_name)
+            and pbs.fits(python, self.os_glibc.get(os_name))
+        )
+
     def glibc_ok(self, torch: str, os_name: str) -> bool:
         floor = self.torch[torch].glibc
         have = self.os_glibc.get(os_name)
@@ -207,6 +231,11 @@ class Compat:
             return python in usable if python else bool(usable)
 
         usable = [o for o in self.os_for(cuda, base) if fits(o)]
+        # An end-of-life OS image kept for old Pythons only: on the os route it is chosen
+        # when nothing else carries the asked Python (nvidia/cuda's own lists stand as is).
+        if base == "os":
+            kept = [o for o in usable if o not in self.os_last_resort]
+            usable = kept or (usable if python else [])
         if cuda == "cpu":
             return usable[0] if usable else None  # os_base lists the preferred first
         preferred = [o for o in self.cuda[cuda].os if o in usable] or usable
@@ -294,6 +323,8 @@ def parse_compat(raw: dict) -> Compat:
         os_python={k: tuple(str(p) for p in v["python"]) for k, v in raw["os"].items()},
         os_mpi_runtime={k: tuple(v.get("mpi_runtime") or ()) for k, v in raw["os"].items()},
         os_glibc={k: str(v["glibc"]) for k, v in raw["os"].items() if v.get("glibc")},
+        os_last_resort=frozenset(k for k, v in raw["os"].items() if v.get("last_resort")),
+        python_standalone=_standalone(raw.get("python_standalone")),
         build_rules=build_rules,
         horovod=horovod,
         numpy=tuple(
@@ -301,6 +332,16 @@ def parse_compat(raw: dict) -> Compat:
             for spec, table in (raw.get("numpy") or {}).items()
         ),
         driver_cuda={str(k): str(v) for k, v in (raw.get("driver_cuda") or {}).items()},
+    )
+
+
+def _standalone(raw: dict | None) -> StandalonePython | None:
+    if not raw:
+        return None
+    return StandalonePython(
+        uv=str(raw["uv"]),
+        pythons=tuple(str(p) for p in raw["pythons"]),
+        glibc=str(raw["glibc"]),
     )
 
 

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 from gpuimages.core.errors import UserInputError, did_you_mean
 from gpuimages.core.options import AXES
 from gpuimages.core.paths import MATRIX
 from gpuimages.core.reference import check_axis_value, check_tag
 from gpuimages.facts.compat import Compat, load_compat
 from gpuimages.facts.matrix import DEFAULT_REPOSITORY, Matrix, load_matrix
-from gpuimages.facts.variant import Variant, VariantRequest, resolve
+from gpuimages.facts.variant import Variant, VariantRequest, normalize_python, resolve
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +98,33 @@ def select(
         return tuple(by_name[n] for n in names)
     assert request is not None
     variant = check(request, compat, matrix.repository)
-    if variant.name in by_name:
-        return (by_name[variant.name],)
-    return (variant,)
+    entry = by_name.get(variant.name)
+    if entry is None:
+        return (variant,)
+    _refuse_other_image(request, variant, entry, matrix)
+    return (entry,)
+
+
+def _refuse_other_image(
+    request: VariantRequest, variant: Variant, entry: Variant, matrix: Matrix
+) -> None:
+    """The matrix entry of the same name stands in for a request only where it is what the
+    user asked: tags do not carry Python, OS or route, so an entry on another Python would
+    silently replace the asked one (and its committed Dockerfile would install that)."""
+    asked = {k: getattr(request, k) for k in ("python", "os", "python_source", "base")}
+    differs = [
+        f"{k} {getattr(entry, k)} there, {getattr(variant, k)} asked"
+        for k, v in asked.items()
+        if v and getattr(entry, k) != getattr(variant, k)
+    ]
+    if differs:
+        raise UserInputError(
+            f"{variant.name} in {matrix.path} is another image than the one asked for "
+            f"({'; '.join(differs)}), and both would get the tag {variant.tag}: tags do not "
+            f"carry Python, OS or route. Change that entry in {matrix.path}, or build from a "
+            "matrix of its own in a folder of its own (`invoke render --matrix FILE` writes "
+            "./dockerfiles, which `invoke build --matrix FILE --all` builds)."
+        )
 
 
 @dataclass(frozen=True)
@@ -136,7 +162,7 @@ class Selection:
         """Whether any variant was named or any axis given."""
         return bool(self.names) or any(self.axes.values())
 
-    def request(self) -> VariantRequest | None:
+    def request(self, compat: Compat | None = None) -> VariantRequest | None:
         """The axes as a VariantRequest; None when no axis was given at all."""
         given = {a: v for a, v in self.axes.items() if v}
         if not given:
@@ -145,7 +171,7 @@ class Selection:
             if required not in given:
                 raise UserInputError(
                     f"--{required} is required with the other variant options (e.g. --torch "
-                    "1.12.0 --cuda 11.3, or --cuda cpu)."
+                    "1.12.0 --cuda 11.3, or --cuda cpu)." + _builds_hint(given, compat)
                 )
         return VariantRequest(**given)
 
@@ -157,17 +183,36 @@ class Selection:
         compat = compat or load_compat()
         matrix = self.load(compat)
         everything = self.all or (self.everything_by_default and not self.chosen)
-        request = self.request()
+        request = self.request(compat)
         return matrix, select(
             matrix, compat, all_variants=everything, names=self.names, request=request
         )
 
     def checked(self, compat: Compat | None = None) -> Variant:
         """`invoke check`: any combination the data knows, the matrix's repository if any."""
-        request = self.request()
+        compat = compat or load_compat()
+        request = self.request(compat)
         if request is None:
             raise UserInputError("give at least --torch and --cuda (see `invoke --help check`).")
-        compat = compat or load_compat()
         exists = self.matrix.exists()
         repository = self.load(compat).repository if exists else DEFAULT_REPOSITORY
         return check(request, compat, repository)
+
+
+def _builds_hint(given: Mapping[str, str | None], compat: Compat | None) -> str:
+    """For --torch without --cuda: the release's builds, and which ship an asked Python."""
+    release = compat.torch.get(str(given.get("torch"))) if compat and "torch" in given else None
+    if release is None:
+        return ""
+    torch = release.version
+    python = normalize_python(str(given["python"])) if given.get("python") else None
+    if not python:
+        return f" torch {torch} has builds for: {', '.join(release.builds())}."
+    with_it = [b for b in release.builds() if python in release.pythons(b)]
+    if with_it:
+        return f" torch {torch} has Python {python} wheels for --cuda {', '.join(with_it)}."
+    shipped = sorted({p for b in release.builds() for p in release.pythons(b)}, key=Version)
+    return (
+        f" And torch {torch} never shipped a wheel for Python {python} in any build: its "
+        f"wheels are for Python {', '.join(shipped)}."
+    )

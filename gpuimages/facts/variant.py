@@ -8,13 +8,13 @@ defaults, and returns an immutable `Variant` with everything later steps need.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from packaging.version import InvalidVersion, Version
 
 from gpuimages.core.errors import UserInputError, did_you_mean, one_of
 from gpuimages.core.reference import check_repository
-from gpuimages.facts.compat import BuildFacts, Compat, CudaRelease, TorchRelease
+from gpuimages.facts.compat import BuildFacts, Compat, CudaRelease, TorchRelease, split_os
 
 FLAVORS = ("runtime", "devel")
 LABEL_PREFIX = "io.gpuimages"
@@ -34,6 +34,7 @@ class VariantRequest:
     size_budget_mb: int | None = None
     base: str | None = None  # "os" | "nvidia": where CUDA comes from (default: see _route)
     extension_archs: str | None = None  # devel's TORCH_CUDA_ARCH_LIST: a subset of the wheel's
+    python_source: str | None = None  # "apt" | "standalone" (default: see _python_and_os)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -72,6 +73,10 @@ class Variant:
     cudnn_version: str | None = None  # full cuDNN version the wheel pins, where recorded
     nccl: str | None = None  # NCCL version the wheel pins, where recorded
     size_budget_mb: int | None = None
+    python_source: str = "apt"  # "apt": the OS archive's; "standalone": python-build-standalone
+    uv: str | None = None  # the pinned uv that installs a standalone Python
+    # Why this OS and Python source were chosen: for `invoke check`, not part of the identity.
+    python_why: str = field(default="", compare=False)
 
     @property
     def is_cpu(self) -> bool:
@@ -150,6 +155,7 @@ class Variant:
             "nccl": self.nccl or "none",
             "flavor": self.flavor,
             "python": self.python,
+            "python_source": self.python_source,
             "os": self.os,
             "base": self.base,
             "horovod": self.horovod or "none",
@@ -189,6 +195,8 @@ class Variant:
             "cudnn": self.cudnn,
             "flavor": self.flavor,
             "python": self.python,
+            "python_source": self.python_source,
+            "uv": self.uv,
             "os": self.os,
             "base": self.base,
             "horovod": self.horovod,
@@ -277,9 +285,8 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
     flavor = _flavor(req.flavor)
     horovod = _none(req.horovod)
     base = _route(req.base, cuda, cuda_rel, flavor, horovod, compat)
-    asked_python = (req.python or "").strip() or None
-    os_name = _os(req.os, torch, cuda, base, asked_python, compat)
-    python = _python(req.python, torch, release, cuda, base, os_name, compat)
+    choice = _python_and_os(req, torch, release, cuda, base, compat)
+    os_name, python = choice.os, choice.python
     fixes = _horovod_fixes(horovod, torch, python, compat)
     torchvision = _torchvision(req.torchvision, torch, release)
     budget = _budget(req.size_budget_mb)
@@ -328,6 +335,11 @@ def resolve(req: VariantRequest, compat: Compat, repository: str = "gpuimages/py
         cudnn_version=facts.cudnn_version if facts else None,
         nccl=facts.nccl if facts and facts.nccl and facts.nccl.count(".") == 2 else None,
         size_budget_mb=budget,
+        python_source=choice.source,
+        uv=compat.python_standalone.uv
+        if choice.source == "standalone" and compat.python_standalone
+        else None,
+        python_why=choice.why,
     )
 
 
@@ -459,23 +471,251 @@ def _route(
     return route
 
 
-def _os(
-    value: str | None, torch: str, cuda: str, base: str, python: str | None, compat: Compat
-) -> str:
-    choices = compat.os_for(cuda, base)
-    os_name = (value or "").strip().lower()
-    if not os_name:
-        # An OS that has the asked Python, else the build's default one (which then
-        # explains, in the Python step, where that Python is to be had).
-        found = compat.default_os(torch, cuda, base, python) or compat.default_os(torch, cuda, base)
-        if found is None:
-            release = compat.torch[torch]
+PYTHON_SOURCES = ("apt", "standalone")
+
+
+@dataclass(frozen=True)
+class PythonChoice:
+    """Where the image's Python comes from, on which OS, and why (for `invoke check`)."""
+
+    os: str
+    python: str
+    source: str  # one of PYTHON_SOURCES
+    why: str
+
+
+def normalize_python(value: str) -> str:
+    """Accept '3.12', '3.12.4', 'py3.12', 'cp312', '312'; return '3.12' (else as given)."""
+    v = str(value).strip().lower()
+    m = re.fullmatch(r"(?:python|py|cp)?(\d)\.?(\d{1,2})(?:\.\d+)?", v)
+    return f"{m.group(1)}.{m.group(2)}" if m else v
+
+
+def _python_and_os(
+    req: VariantRequest,
+    torch: str,
+    release: TorchRelease,
+    cuda: str,
+    base: str,
+    compat: Compat,
+) -> PythonChoice:
+    """The OS the image sits on and the source of its Python.
+
+    The Python is checked against the wheels torch shipped before anything else. `--os`
+    is the user's; without it an asked Python picks the OS: the build's preferred OS whose
+    own archive carries that Python (apt), else the build's default OS with a
+    python-build-standalone CPython (uv), else a clear no naming what would work.
+    """
+    source = _python_source(req.python_source)
+    python = normalize_python(req.python) if (req.python or "").strip() else None
+    if python is not None:
+        _shipped(python, torch, release, cuda)
+    asked_os = (req.os or "").strip().lower() or None
+    if asked_os is not None:
+        os_name = _os(asked_os, torch, cuda, base, compat)
+        return _on_os(os_name, python, source, torch, release, cuda, base, compat, asked=True)
+    if python is None or source == "standalone":
+        os_name = compat.default_os(torch, cuda, base)
+        if os_name is None and source == "standalone":
+            os_name = _standalone_default_os(torch, cuda, base, compat)
+        if os_name is None:
             raise UserInputError(
                 f"no OS in compat.yaml offers a Python that the torch {torch} {cuda} build has "
                 f"wheels for (it has {one_of(release.pythons(cuda))}; OS choices for it: "
-                f"{one_of(choices)})."
+                f"{one_of(compat.os_for(cuda, base))})."
             )
-        os_name = found
+        return _on_os(os_name, python, source, torch, release, cuda, base, compat, asked=False)
+    found = compat.default_os(torch, cuda, base, python)
+    if found is not None:
+        return PythonChoice(found, python, "apt", _why_apt(found, python, torch, cuda, compat))
+    default = compat.default_os(torch, cuda, base) or _standalone_default_os(
+        torch, cuda, base, compat
+    )
+    if source is None and default and compat.standalone_fits(torch, default, python):
+        return PythonChoice(
+            default, python, "standalone", _why_standalone(default, python, torch, cuda, compat)
+        )
+    raise UserInputError(_no_source(python, torch, cuda, base, compat, source))
+
+
+def _python_source(value: str | None) -> str | None:
+    source = (value or "").strip().lower() or None
+    if source is not None and source not in PYTHON_SOURCES:
+        raise UserInputError(
+            f"python_source '{source}' is not valid{did_you_mean(source, PYTHON_SOURCES)}; "
+            f"valid: {one_of(PYTHON_SOURCES)} (apt: the OS archive's Python; standalone: "
+            "python-build-standalone CPython installed by uv, for Pythons the OS lacks)."
+        )
+    return source
+
+
+def _shipped(python: str, torch: str, release: TorchRelease, cuda: str) -> None:
+    """Refuse, before any OS is looked at, a Python torch never shipped a wheel for."""
+    shipped = release.pythons(cuda)
+    if python in shipped:
+        return
+    if not re.fullmatch(r"\d+\.\d+", python):
+        raise UserInputError(
+            f"Python '{python}' is not a major.minor version (e.g. 3.12); torch {torch}'s "
+            f"{_build_name(cuda)} has wheels for Python {one_of(shipped)}."
+        )
+    what = _build_name(cuda)
+    near = _nearest(python, shipped)
+    other = [b for b in release.builds() if python in release.pythons(b)]
+    hint = ""
+    if other:
+        names = ", ".join("cpu" if b == "cpu" else f"CUDA {b}" for b in other)
+        hint = f" Python {python} wheels exist for its {names} build (--cuda)."
+    raise UserInputError(
+        f"torch {torch} never shipped a wheel for Python {python} ({what}): its wheels are "
+        f"for Python {one_of(shipped)}. Nearest: {', '.join(near) or 'none'}.{hint}"
+    )
+
+
+def _standalone_default_os(torch: str, cuda: str, base: str, compat: Compat) -> str | None:
+    """Where a standalone Python goes when no OS archive fits: the build's preferred OS,
+    judged on glibc alone (the Python does not come from its archive)."""
+    fits = [
+        o
+        for o in compat.os_for(cuda, base)
+        if compat.glibc_ok(torch, o) and not (base == "os" and o in compat.os_last_resort)
+    ]
+    if not fits:
+        return None
+    if cuda == "cpu":
+        return fits[0]
+    preferred = [o for o in compat.cuda[cuda].os if o in fits] or fits
+    return max(preferred, key=lambda o: Version(split_os(o)[1]))
+
+
+def _on_os(
+    os_name: str,
+    python: str | None,
+    source: str | None,
+    torch: str,
+    release: TorchRelease,
+    cuda: str,
+    base: str,
+    compat: Compat,
+    *,
+    asked: bool,
+) -> PythonChoice:
+    """The Python on a given OS: its archive's where it has it, else a standalone one."""
+    apt = compat.pythons_for(torch, os_name, cuda)
+    offered = compat.os_python[os_name]
+    by = f"--os {os_name}" if asked else f"{os_name}, the build's default OS"
+    if python is None:
+        if source != "standalone" and apt:
+            python = _default_python(apt, offered)
+            why = f"Python {python}: {os_name}'s own (apt), on {by}"
+            return PythonChoice(os_name, python, "apt", why + _glibc_note(torch, os_name, compat))
+        pbs = compat.python_standalone
+        usable = [p for p in release.pythons(cuda) if pbs and p in pbs.pythons]
+        newest = max(usable, key=Version, default=None)
+        if source != "apt" and newest and compat.standalone_fits(torch, os_name, newest):
+            python = newest
+            return PythonChoice(
+                os_name, python, "standalone", _why_standalone(os_name, python, torch, cuda, compat)
+            )
+        raise UserInputError(_no_python_on(os_name, torch, release, cuda, compat))
+    if source != "standalone" and python in apt:
+        why = f"Python {python}: {os_name}'s own archive (apt) has it, on {by}"
+        return PythonChoice(os_name, python, "apt", why + _glibc_note(torch, os_name, compat))
+    if source != "apt" and compat.standalone_fits(torch, os_name, python):
+        return PythonChoice(
+            os_name, python, "standalone", _why_standalone(os_name, python, torch, cuda, compat)
+        )
+    raise UserInputError(_no_source(python, torch, cuda, base, compat, source, os_name))
+
+
+def _glibc_note(torch: str, os_name: str, compat: Compat) -> str:
+    floor = compat.torch[torch].glibc
+    have = compat.os_glibc.get(os_name)
+    if not (floor and have):
+        return "."
+    return f"; its glibc {have} meets the wheel's floor (glibc {floor})."
+
+
+def _why_apt(os_name: str, python: str, torch: str, cuda: str, compat: Compat) -> str:
+    return (
+        f"Python {python} asked without --os: {os_name} is the preferred OS for torch {torch}'s "
+        f"{_build_name(cuda)} whose own archive (apt) has Python {python}"
+        + _glibc_note(torch, os_name, compat)
+    )
+
+
+def _why_standalone(os_name: str, python: str, torch: str, cuda: str, compat: Compat) -> str:
+    pbs = compat.python_standalone
+    assert pbs is not None
+    carriers = [o for o in compat.os_python if python in compat.os_python[o]]
+    archives = (
+        f"archives with it: {', '.join(carriers)}"
+        if carriers
+        else "no OS archive in compat.yaml carries it"
+    )
+    return (
+        f"Python {python} from python-build-standalone, installed by uv {pbs.uv} into "
+        f"/opt/python (offline: UV_PYTHON_INSTALL_MIRROR), on {os_name} ({os_name}'s own "
+        f"archive offers {one_of(compat.os_python[os_name])}; {archives})"
+        + _glibc_note(torch, os_name, compat)
+    )
+
+
+def _no_python_on(
+    os_name: str, torch: str, release: TorchRelease, cuda: str, compat: Compat
+) -> str:
+    return (
+        f"no Python fits torch {torch} on {os_name}: torch {torch} ({cuda} build) supports "
+        f"Python {one_of(release.pythons(cuda))}; {os_name} offers "
+        f"{one_of(compat.os_python[os_name])}, and python-build-standalone cannot help there "
+        f"(it needs glibc >= {compat.python_standalone.glibc if compat.python_standalone else '?'}"
+        f"; {os_name} has {compat.os_glibc.get(os_name, 'an unknown glibc')})."
+    )
+
+
+def _no_source(
+    python: str,
+    torch: str,
+    cuda: str,
+    base: str,
+    compat: Compat,
+    source: str | None,
+    os_name: str | None = None,
+) -> str:
+    """A refusal naming every OS that can carry the Python, by which source."""
+    choices = compat.os_for(cuda, base)
+    apt = [o for o in choices if python in compat.pythons_for(torch, o, cuda)]
+    pbs = [o for o in choices if compat.standalone_fits(torch, o, python)]
+    standalone = compat.python_standalone
+    where = f"on {os_name}" if os_name else "on any OS for this build"
+    offered = (
+        f" ({os_name}'s archive offers {one_of(compat.os_python[os_name])})" if os_name else ""
+    )
+    parts = []
+    if apt:
+        parts.append(f"apt: --os {', '.join(apt)}")
+    if pbs and source != "apt":
+        parts.append(f"python-build-standalone: --os {', '.join(pbs)}")
+    elif pbs:
+        parts.append(f"--python-source standalone puts it on {', '.join(pbs)}")
+    if standalone and python not in standalone.pythons:
+        range_ = f"{standalone.pythons[0]}-{standalone.pythons[-1]}"
+        parts.append(f"python-build-standalone (via uv) has Python {range_} only")
+    how = "; ".join(parts) or "none"
+    return (
+        f"Python {python} cannot be had {where} for torch {torch}'s {_build_name(cuda)}"
+        f"{offered}. Where it can: {how}."
+    )
+
+
+def _build_name(cuda: str) -> str:
+    return "CPU build" if cuda == "cpu" else f"CUDA {cuda} build"
+
+
+def _os(value: str, torch: str, cuda: str, base: str, compat: Compat) -> str:
+    """An OS the user named: one this route can sit on, with glibc for the wheel."""
+    choices = compat.os_for(cuda, base)
+    os_name = value.strip().lower()
     if os_name not in choices:
         if cuda == "cpu" or base == "os":
             what = "the os route (plain OS images)"
@@ -495,31 +735,6 @@ def _os(
             f"({one_of(o for o in choices if compat.glibc_ok(torch, o))})."
         )
     return os_name
-
-
-def _python(
-    value: str | None,
-    torch: str,
-    release: TorchRelease,
-    cuda: str,
-    base: str,
-    os_name: str,
-    compat: Compat,
-) -> str:
-    pythons = compat.pythons_for(torch, os_name, cuda)
-    python = (value or "").strip() or _default_python(pythons, compat.os_python[os_name])
-    if python not in pythons:
-        offered = compat.os_python[os_name]
-        other_os = [
-            o for o in compat.os_for(cuda, base) if python in compat.pythons_for(torch, o, cuda)
-        ]
-        hint = f" Python {python} is available with --os {', '.join(other_os)}." if other_os else ""
-        raise UserInputError(
-            f"Python '{python}' does not fit torch {torch} on {os_name}: torch {torch} ({cuda} "
-            f"build) supports Python {one_of(release.pythons(cuda))}; {os_name} offers "
-            f"{one_of(offered)}; usable here: {one_of(pythons)}.{hint}"
-        )
-    return python
 
 
 def _horovod_fixes(horovod: str | None, torch: str, python: str, compat: Compat) -> tuple[str, ...]:

@@ -281,6 +281,9 @@ def labels_check(variant: Variant, labels: dict[str, str], found: dict) -> Smoke
         else _major_minor(found.get("cuda")),
         "torchvision": (found.get("torchvision") or "").split("+")[0] or "none",
     }
+    prefix = found.get("python_prefix")
+    if prefix:  # where the venv's Python really lives tells its source
+        seen["python_source"] = "standalone" if prefix.startswith("/opt/python/") else "apt"
     if not variant.is_cpu:
         cudnn = str(found.get("cudnn") or "")
         version = _cudnn_version(cudnn)

@@ -32,6 +32,7 @@ def found_versions(torch) -> dict:
         "torch": torch.__version__,
         "torchvision": None,
         "python": platform.python_version(),
+        "python_prefix": sys.base_prefix,  # /usr: the OS's; /opt/python/...: standalone
         "cuda": getattr(torch.version, "cuda", None),
         "cudnn": None,
         "cudnn_raw": None,

@@ -43,7 +43,7 @@ CHECK_NAMES = ["gpu", "torch", "cuda", "ddp", "flavor", "horovod_gloo", "horovod
 ALIASES = {"horovod": ["horovod_gloo", "horovod_mpi"]}
 DEFAULT_TIMEOUT = 300
 LOG_TAIL_LINES = 40
-FOUND_KEYS = ("torch", "torchvision", "python", "cuda", "cudnn", "nccl", "horovod")
+FOUND_KEYS = ("torch", "torchvision", "python", "python_prefix", "cuda", "cudnn", "nccl", "horovod")
 
 
 # ------------------------------------------------------------------------- options

@@ -15,9 +15,9 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from .conftest import ROOT, invoke
+from .conftest import ROOT, TEST_REPOSITORY, invoke
 
-REPOSITORY = "gpuimages-test/pytorch-cuda"
+REPOSITORY = f"{TEST_REPOSITORY}-cuda"  # gpuimages-test/pytorch-cuda by default
 RUNTIME = "2.14.1-cuda13.0-cudnn9-runtime"
 DEVEL = "2.14.1-cuda13.0-cudnn9-devel"
 ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # compat.yaml, measured

@@ -412,7 +412,7 @@ def test_render_of_another_matrix_keeps_the_committed_dockerfiles(tmp_path):
     assert sorted(p.name for p in (ws / "dockerfiles").iterdir()) == before
     (ws / "empty.yaml").write_text("axes: []\n")
     r = gi(ws, "render", "--matrix", "empty.yaml")
-    assert r.returncode == 2 and "defines no variants" in r.stderr
+    assert r.returncode == 2 and "gives no variant to build" in r.stderr
     assert sorted(p.name for p in (ws / "dockerfiles").iterdir()) == before
 
 

@@ -99,6 +99,7 @@ def test_report_shape(cpu_run):
         "torch",
         "torchvision",
         "python",
+        "python_prefix",
         "cuda",
         "cudnn",
         "nccl",

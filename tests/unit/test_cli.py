@@ -21,7 +21,7 @@ def test_check_resolves_defaults():
     ("args", "words"),
     [
         (["--torch", "1.12.0", "--cuda", "12.1"], "has CUDA wheels for 10.2, 11.3, 11.6"),
-        (["--torch", "1.12.0", "--cuda", "11.3", "--python", "3.12"], "supports Python"),
+        (["--torch", "1.12.0", "--cuda", "11.3", "--python", "3.12"], "never shipped a wheel"),
         (["--torch", "1.12.0"], "--cuda is required"),
         (["--torch", "2.1.2", "--cuda", "11.8", "--horovod", "0.28.0"], "does not build"),
     ],

@@ -142,12 +142,12 @@ INVALID = [
     # [RM] 1.12: Python <= 3.10
     (
         {"torch": "1.12.0", "cuda": "11.3", "python": "3.11"},
-        ["supports Python", "3.7, 3.8, 3.9, 3.10"],
+        ["never shipped a wheel for Python 3.11", "3.7, 3.8, 3.9, 3.10"],
     ),
-    # [RM] 2.5: Python >= 3.9; ubuntu20.04 only offers 3.9 then
+    # [RM] 2.5: Python >= 3.9: refused for the wheels before any OS is looked at
     (
         {"torch": "2.5.1", "cuda": "12.4", "os": "ubuntu20.04", "python": "3.8"},
-        ["usable here: 3.9"],
+        ["never shipped a wheel for Python 3.8", "Nearest: 3.9"],
     ),
     # [HVD] #3996: 0.28.0 predates torch 2.1 and has no fix recorded
     ({"torch": "2.1.2", "cuda": "11.8", "horovod": "0.28.0"}, ["does not build against torch"]),

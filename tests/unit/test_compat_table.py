@@ -135,7 +135,7 @@ TABLE = [
     ({"torch": "2.14.1", "cuda": "13.0", "flavor": "debug"}, NO, ["runtime, devel"], "nonsense"),
     ({"torch": "2.14.1", "cuda": "13.0", "flavor": "runtim"}, NO, ["did you mean 'runtime'"], "typo"),
     ({"torch": "2.14.1", "cuda": "13.0", "os": "windows"}, NO, ["valid: debian12"], "nonsense"),
-    ({"torch": "2.14.1", "cuda": "13.0", "os": "ubuntu18.04"}, NO, ["valid: debian12"], "EOL OS"),
+    ({"torch": "2.14.1", "cuda": "13.0", "os": "ubuntu18.04"}, NO, ["glibc >= 2.28", "ubuntu18.04 has glibc 2.27"], "EOL OS: kept for Python 3.7, below the wheel's glibc floor"),
     ({"torch": "2.7.1", "cuda": "11.8", "os": "ubuntu18.04", "base": "nvidia"}, NO, ["glibc >= 2.28"], "I11: >=2.7 needs 2.28"),
     # --- Horovod [HVD] ------------------------------------------------------------------
     ({"torch": "2.14.1", "cuda": "13.0", "horovod": "0.28.1"}, OK, "-horovod0.28.1", "HVD + cxx20"),

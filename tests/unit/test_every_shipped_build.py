@@ -16,11 +16,6 @@ from gpuimages.facts.variant import Variant, VariantRequest, resolve
 
 COMPAT = load_compat()
 
-# Until issue-23a's Python choice lands, a Python that no OS image of the default route
-# carries from its archive (3.6/3.7, 3.14/3.15) cannot resolve; those cases are marked, not
-# dropped, so the lead sees them turn green (strict: an unexpected pass fails) after the merge.
-NEEDS_PYTHON_CHOICE = "needs issue-23a's Python choice"
-
 
 def _shipped() -> list[tuple[str, str, str]]:
     rows = []
@@ -31,20 +26,11 @@ def _shipped() -> list[tuple[str, str, str]]:
     return rows
 
 
-def _packaged(torch: str, build: str, python: str) -> bool:
-    """Whether an OS image of the default route (os: a plain OS image) carries this Python
-    from its own archive, at or above the release's glibc floor."""
-    return COMPAT.default_os(torch, build, "os", python) is not None
-
-
 SHIPPED = _shipped()
 
 
 def _param(torch: str, build: str, python: str):
-    marks = ()
-    if not _packaged(torch, build, python):
-        marks = (pytest.mark.xfail(reason=NEEDS_PYTHON_CHOICE, raises=UserInputError, strict=True),)
-    return pytest.param(torch, build, python, id=f"{torch}-{build}-py{python}", marks=marks)
+    return pytest.param(torch, build, python, id=f"{torch}-{build}-py{python}")
 
 
 def test_the_walk_covers_every_release_through_the_newest():
