@@ -17,7 +17,7 @@ import nox
 sys.path.insert(0, str(Path(__file__).parent))
 MATRIX = os.environ.get("GPUIMAGES_MATRIX") or "matrix.yaml"
 try:  # the per-variant sessions are parametrized from the matrix
-    from gpuimages.matrix import load_matrix
+    from gpuimages.facts.matrix import load_matrix
 
     VARIANTS = [v.name for v in load_matrix(MATRIX).variants]
 except ImportError as exc:  # nox without gpuimages' dependencies: no per-variant sessions

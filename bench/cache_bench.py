@@ -40,11 +40,11 @@ from pathlib import Path
 
 import docker
 
-from gpuimages.build import MB, PackageSources, build_many
-from gpuimages.engine import find_docker_cli
-from gpuimages.matrix import load_matrix
-from gpuimages.paths import ROOT
-from gpuimages.render import render_all
+from gpuimages.build.engine import find_docker_cli
+from gpuimages.build.image import MB, PackageSources, build_many
+from gpuimages.build.render import render_all
+from gpuimages.core.paths import ROOT
+from gpuimages.facts.matrix import load_matrix
 
 sys.path.insert(0, str(Path(__file__).parent))
 from build_bench import RUNTIME, fresh_base

@@ -8,9 +8,9 @@ from __future__ import annotations
 import itertools
 import time
 
-from gpuimages.compat import load_compat
-from gpuimages.errors import UserInputError
-from gpuimages.variant import VariantRequest, resolve
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.compat import load_compat
+from gpuimages.facts.variant import VariantRequest, resolve
 
 
 def requests(compat, n=1000):

@@ -28,11 +28,11 @@ from pathlib import Path
 import docker
 from build_bench import fresh_base, offline_sources, timed_build, warm_rebuild
 
-from gpuimages.build import MB, PackageSources
-from gpuimages.engine import LOCAL_BASE, find_docker_cli
-from gpuimages.matrix import load_matrix
-from gpuimages.paths import ROOT
-from gpuimages.render import render_all
+from gpuimages.build.engine import LOCAL_BASE, find_docker_cli
+from gpuimages.build.image import MB, PackageSources
+from gpuimages.build.render import render_all
+from gpuimages.core.paths import ROOT
+from gpuimages.facts.matrix import load_matrix
 
 RUNTIME = "2.14.1-cuda13.0-cudnn9-runtime"
 DEVEL = "2.14.1-cuda13.0-cudnn9-devel"

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import docker
 
-from gpuimages.build import MB, PackageSources, build_many
-from gpuimages.engine import LOCAL_BASE, find_docker_cli
-from gpuimages.matrix import load_matrix
-from gpuimages.paths import ROOT
-from gpuimages.render import render_all
+from gpuimages.build.engine import LOCAL_BASE, find_docker_cli
+from gpuimages.build.image import MB, PackageSources, build_many
+from gpuimages.build.render import render_all
+from gpuimages.core.paths import ROOT
+from gpuimages.facts.matrix import load_matrix
 
 VARIANT = "2.14.1-cuda13.0-cudnn9-runtime-horovod0.28.1"
 

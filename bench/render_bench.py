@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from gpuimages.compat import load_compat
-from gpuimages.matrix import load_matrix
-from gpuimages.render import render_all
+from gpuimages.build.render import render_all
+from gpuimages.facts.compat import load_compat
+from gpuimages.facts.matrix import load_matrix
 
 
 def entries() -> list[dict]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from gpuimages.matrix import load_matrix
-from gpuimages.paths import ROOT
-from gpuimages.smoke import SmokeOptions, smoke
+from gpuimages.core.paths import ROOT
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.vet.smoke import SmokeOptions, smoke
 
 
 def main() -> None:

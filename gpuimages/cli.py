@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,11 +26,11 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from gpuimages.console import setup_logging
-from gpuimages.errors import GpuImagesError
-from gpuimages.options import AXES, HELP
-from gpuimages.paths import MATRIX, WORK_DIR
-from gpuimages.reference import shown, tamed
-from gpuimages.select import Selection
+from gpuimages.core.errors import GpuImagesError
+from gpuimages.core.options import AXES, HELP, TASK_HELP
+from gpuimages.core.paths import MATRIX, WORK_DIR
+from gpuimages.core.reference import shown, tamed
+from gpuimages.facts.select import Selection
 
 # many: --all | --variant NAME... | axes; one: --variant NAME | axes; everything: as many,
 # without --all, nothing chosen meaning the whole matrix; request: the axes only.
@@ -55,9 +55,13 @@ def command(
     axes: Iterable[str] = tuple(AXES),
     name: str | None = None,
     iterable: Iterable[str] = (),
-    help: Mapping[str, str] | None = None,
+    positional: Iterable[str] = (),
 ) -> Callable[[Callable[..., Any]], Any]:
-    """An invoke task with the shared options and help, run under `guarded`."""
+    """An invoke task with the shared options and help, run under `guarded`.
+
+    An option's help is its task's own wording (TASK_HELP) else the shared one (HELP); a
+    name invoke spells without its trailing underscore (`from_` is --from) is looked up so.
+    """
 
     def decorate(body: Callable[..., Any]) -> Any:
         own = list(inspect.signature(body).parameters.values())
@@ -80,13 +84,15 @@ def command(
         wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         wrapper.__name__, wrapper.__doc__ = body.__name__, body.__doc__
         wrapper.__module__ = body.__module__
-        names = [p.name for p in params[1:]]
+        own_help = TASK_HELP.get(name or body.__name__, {})
+        names = [p.name.rstrip("_") for p in params[1:]]
         many = "variant" if selects in ("many", "everything") else None
         return task(
             name=name,
             auto_shortflags=False,
             iterable=[*iterable, *([many] if many else [])],
-            help={**{n: HELP[n] for n in names}, **(help or {})},
+            positional=list(positional),
+            help={n: own_help.get(n) or HELP[n] for n in names},
         )(wrapper)
 
     return decorate

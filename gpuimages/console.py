@@ -6,13 +6,19 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from gpuimages.smoke_report import SmokeReport
-from gpuimages.variant import Variant
+from gpuimages.core.errors import GpuImagesError, UserInputError
+from gpuimages.facts.variant import Variant
+from gpuimages.vet.smoke_report import SmokeReport
+
+if TYPE_CHECKING:
+    from gpuimages.release.promote import PromoteRun
 
 # Piped output (CI logs) gets a wide fixed width instead of rich's 80-column default.
 console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -95,7 +101,7 @@ class BuildProgress:
 class StepProgress:
     """A long step as it goes: a spinner with what is under way and the elapsed time, and
     a line per finished part ("ddp: passed (3.1 s) ...") kept above it. Used as the
-    library's Progress callable (gpuimages.progress); on a pipe only the lines show."""
+    library's Progress callable (gpuimages.core.progress); on a pipe only the lines show."""
 
     PIPE_EVERY_S = 10.0  # on a pipe (CI logs) a moving figure is printed this often at most
 
@@ -287,7 +293,7 @@ def print_resolution(result) -> None:
     """What fits (best first, with its published digest), then why each other does not."""
     from rich.markup import escape
 
-    from gpuimages.resolve import describe
+    from gpuimages.host.resolve import describe
 
     host = describe(result.request)
     fits = Table(title=f"Fits {host} (best first)", title_justify="left")
@@ -324,3 +330,53 @@ def print_resolution(result) -> None:
         best = result.best
         where = best.published.pull if best.published else best.variant.tag
         console.print(f"\nbest: {escape(where)}", soft_wrap=True)
+
+
+def promote(
+    *,
+    source: str | None,
+    dest: str | None,
+    variants: Iterable[str] = (),
+    manifests: Iterable[str] = (),
+    dry_run: bool = False,
+    tries: str | None = None,
+    backoff: str | None = None,
+) -> PromoteRun:
+    """`invoke promote`: run, print one line per variant, raise when any was not promoted."""
+    from gpuimages.release import promote as promoting  # only this task needs the registry client
+
+    if not source or not dest:
+        raise UserInputError(
+            "--from REGISTRY/NS and --to REGISTRY/NS are both required, e.g. `invoke promote "
+            "--from ghcr.io/my-org/staging --to ghcr.io/my-org`."
+        )
+    try:
+        policy = promoting.RetryPolicy.from_env(
+            tries=None if tries is None else int(tries),
+            backoff_s=None if backoff is None else float(backoff),
+        )
+    except ValueError:
+        raise UserInputError(
+            "--tries takes a whole number, --backoff a number of seconds."
+        ) from None
+    outcome = promoting.promote_release(
+        source=source,
+        dest=dest,
+        variants=list(variants or ()),
+        manifests=[Path(m) for m in (manifests or ())] or [promoting.RELEASE_ROOT],
+        dry_run=dry_run,
+        policy=policy,
+    )
+    for p in outcome.promotions:
+        line = f"{p.status} {p.variant}: {p.pull or p.destination or ''} {p.reason}"
+        (console if p.ok else err_console).print(
+            line, markup=False, soft_wrap=True, style=None if p.ok else "red"
+        )
+    for path in outcome.manifests:
+        console.print(f"release manifest: {path}", soft_wrap=True)
+    if outcome.not_promoted:
+        names = ", ".join(p.variant for p in outcome.not_promoted)
+        raise GpuImagesError(
+            f"{len(outcome.not_promoted)} of {len(outcome.promotions)} not promoted: {names}"
+        )
+    return outcome

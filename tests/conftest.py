@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages.compat import Compat, load_compat
+from gpuimages.facts.compat import Compat, load_compat
 
 ROOT = Path(__file__).resolve().parent.parent
 

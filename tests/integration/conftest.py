@@ -14,19 +14,21 @@ session checks that at its end. Only the wheelhouse (a download cache) is shared
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import docker
 import pytest
 
-from gpuimages.engine import docker_for_builds, ensure_engine, ensure_local_base
-from gpuimages.errors import GpuImagesError
-from gpuimages.matrix import load_matrix
+from gpuimages.build.engine import docker_for_builds, ensure_engine, ensure_local_base
+from gpuimages.core.errors import GpuImagesError
+from gpuimages.facts.matrix import load_matrix
 from tests.helpers import invoke as run_invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +36,9 @@ CPU_VARIANT = "2.13.0-cpu-runtime"
 USER_REPOSITORY = "gpuimages/pytorch"  # the shipped matrix's: the user's images
 # Overridable so that two test runs on one engine (two worktrees) do not share tags.
 TEST_REPOSITORY = os.environ.get("GPUIMAGES_TEST_REPOSITORY", "gpuimages-test/pytorch")
+# A module's own repositories sit beside TEST_REPOSITORY, so two runs with different
+# GPUIMAGES_TEST_REPOSITORY values never tag the same name.
+TEST_NAMESPACE = TEST_REPOSITORY.rsplit("/", 1)[0]
 WORKSPACE = Path(tempfile.mkdtemp(prefix="gpuimages-tests-"))
 
 
@@ -145,6 +150,18 @@ def local_base(docker_cli) -> str:
 @pytest.fixture(scope="session")
 def matrix(test_workspace):
     return load_matrix(test_workspace / "matrix.yaml")
+
+
+@pytest.fixture
+def small_image(client, local_base, variant):
+    """A tiny image of our own under the variant's tag (each test module's own `variant`
+    fixture), removed with all its tags afterwards."""
+    dockerfile = f"FROM {local_base}\nLABEL io.gpuimages.test={uuid.uuid4().hex}\n"
+    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
+    image.tag(*variant.tag.rsplit(":", 1))
+    yield client.images.get(image.id)
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(image.id, force=True)
 
 
 @pytest.fixture(scope="session")

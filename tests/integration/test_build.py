@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from gpuimages.build import PackageSources, build_many
-from gpuimages.errors import UserInputError
-from gpuimages.render import render_all
+from gpuimages.build.image import PackageSources, build_many
+from gpuimages.build.render import render_all
+from gpuimages.core.errors import UserInputError
 
-from .conftest import CPU_VARIANT, TEST_REPOSITORY
+from .conftest import CPU_VARIANT, TEST_NAMESPACE, TEST_REPOSITORY
 
 
 def run_in(client, image: str, command: list[str]) -> tuple[int, str]:
@@ -72,7 +72,7 @@ def test_report_has_size_and_log(cpu_build):
 def scratch_variant(matrix, tmp_path):
     """The CPU variant under a throwaway repository, rendered into a temp dockerfiles/."""
     base = matrix.by_name()[CPU_VARIANT]
-    variant = replace(base, repository="gpuimages-test/scratch")
+    variant = replace(base, repository=f"{TEST_NAMESPACE}/scratch")
     out = tmp_path / "dockerfiles"
     render_all((variant,), out)
     return variant, out

@@ -21,9 +21,10 @@ from referencing import Registry as SchemaRegistry
 from referencing import Resource
 from referencing.jsonschema import DRAFT7
 
-from gpuimages import sbom
-from gpuimages.matrix import load_matrix
-from gpuimages.registry import Registry, RegistryApi
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.facts.registry_address import Registry
+from gpuimages.release import sbom
+from gpuimages.release.registry import RegistryApi
 
 from .conftest import CPU_VARIANT, WORKSPACE, invoke, start_registry, stop_registry
 from .test_publish import write_report

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from gpuimages import doctor
+from gpuimages.facts import support
+from gpuimages.host import doctor
 
 from .conftest import TEST_REPOSITORY, invoke
 
@@ -66,8 +67,8 @@ def test_doctor_json_on_this_host(no_gpu):
     assert checks["NVIDIA container runtime"]["status"] in ("skip", "ok")
     assert data["host"]["has_gpu"] is False and data["driver"] is None
     verdicts = {v["variant"]: v["verdict"] for v in data["variants"]}
-    assert verdicts["2.13.0-cpu-runtime"] == doctor.NO_GPU_NEEDED
-    assert verdicts["1.12.0-cuda11.3-cudnn8-runtime"] == doctor.NO_DRIVER
+    assert verdicts["2.13.0-cpu-runtime"] == support.NO_GPU_NEEDED
+    assert verdicts["1.12.0-cuda11.3-cudnn8-runtime"] == support.NO_DRIVER
 
 
 def test_require_gpu_exits_1(no_gpu):

@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from gpuimages.smoke import SMOKE_LABEL
+from gpuimages.vet.smoke import SMOKE_LABEL
 
 from .conftest import ROOT, WORKSPACE, invoke, make_workspace
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from gpuimages.engine import ensure_engine, find_docker_cli
+from gpuimages.build.engine import ensure_engine, find_docker_cli
 
 from .conftest import CPU_VARIANT, ROOT, build_cpu_variant, invoke, make_workspace
 

@@ -7,7 +7,6 @@ public registry (htpasswd auth) through the registry API only.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import io
 import json
@@ -20,36 +19,25 @@ from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import docker.errors
 import pytest
 
-from gpuimages.evidence import ENV_EVIDENCE_KEY
-from gpuimages.promote import promote_release
-from gpuimages.registry import Credentials, PublishError, Registry, RegistryApi, RetryPolicy
-from gpuimages.release import publish_release
+from gpuimages.facts.registry_address import Registry
+from gpuimages.release.cut import publish_release
+from gpuimages.release.promote import promote_release
+from gpuimages.release.registry import Credentials, PublishError, RegistryApi, RetryPolicy
+from gpuimages.vet.evidence import ENV_EVIDENCE_KEY
 
-from .conftest import CPU_VARIANT, ROOT
+from .conftest import CPU_VARIANT, ROOT, TEST_NAMESPACE
 from .test_publish import write_report
 
 FAST = RetryPolicy(tries=2, base_s=0.1)
-REPO = "gpuimages-test/promote"
+REPO = f"{TEST_NAMESPACE}/promote"
 KEY = "evidence-key-" + uuid.uuid4().hex
 
 
 @pytest.fixture
 def variant(matrix):
     return replace(matrix.by_name()[CPU_VARIANT], repository=REPO)
-
-
-@pytest.fixture
-def small_image(client, local_base, variant):
-    """A tiny image of our own under the variant's tag; removed (all its tags) afterwards."""
-    dockerfile = f"FROM {local_base}\nLABEL io.gpuimages.test={uuid.uuid4().hex}\n"
-    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
-    image.tag(*variant.tag.rsplit(":", 1))
-    yield client.images.get(image.id)
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.remove(image.id, force=True)
 
 
 def public_api(registry) -> RegistryApi:

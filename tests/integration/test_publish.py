@@ -7,9 +7,7 @@ exact image id; one test captures versions from the real CPU image.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
 import json
 import logging
 import os
@@ -24,36 +22,34 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from gpuimages.manifest import capture_contents
-from gpuimages.registry import (
+from gpuimages.facts.registry_address import Registry
+from gpuimages.release.cut import publish_release
+from gpuimages.release.registry import (
     Credentials,
     CredentialsRejected,
     PublishError,
-    Registry,
     RegistryApi,
     RetryPolicy,
 )
-from gpuimages.release import publish_release
+from gpuimages.vet.contents import capture_contents
 
-from .conftest import CPU_VARIANT, ROOT, free_port, start_registry, stop_registry
+from .conftest import (
+    CPU_VARIANT,
+    ROOT,
+    TEST_NAMESPACE,
+    free_port,
+    start_registry,
+    stop_registry,
+)
+
+REPO = f"{TEST_NAMESPACE}/publish"
 
 FAST = RetryPolicy(tries=2, base_s=0.1)
 
 
 @pytest.fixture
 def variant(matrix):
-    return replace(matrix.by_name()[CPU_VARIANT], repository="gpuimages-test/publish")
-
-
-@pytest.fixture
-def small_image(client, local_base, variant):
-    """A tiny image of our own under the variant's tag; removed (all its tags) afterwards."""
-    dockerfile = f"FROM {local_base}\nLABEL io.gpuimages.test={uuid.uuid4().hex}\n"
-    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
-    image.tag(*variant.tag.rsplit(":", 1))
-    yield client.images.get(image.id)
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.remove(image.id, force=True)
+    return replace(matrix.by_name()[CPU_VARIANT], repository=REPO)
 
 
 @pytest.fixture
@@ -112,19 +108,17 @@ def test_push_then_pull_by_digest_gives_the_same_image(
 
     [result] = run.results
     assert result.status == "published", result.reason
-    ref = f"{open_registry.host}/gpuimages-test/publish:{CPU_VARIANT}"
+    ref = f"{open_registry.host}/{REPO}:{CPU_VARIANT}"
     assert result.registry_tag == ref
     assert result.digest.startswith("sha256:") and len(result.digest) == 71
-    remote = RegistryApi(Registry.parse(open_registry.host)).manifest(
-        "gpuimages-test/publish", CPU_VARIANT
-    )
+    remote = RegistryApi(Registry.parse(open_registry.host)).manifest(REPO, CPU_VARIANT)
     assert remote.digest == result.digest
     assert remote.config_digest == small_image.id  # the registry holds the tested image
 
     manifest = json.loads(run.manifest_json.read_text())
     [entry] = manifest["images"]
     assert entry["status"] == "published" and entry["digest"] == result.digest
-    assert entry["pull"] == f"{open_registry.host}/gpuimages-test/publish@{result.digest}"
+    assert entry["pull"] == f"{open_registry.host}/{REPO}@{result.digest}"
     assert entry["smoke"]["passed"] == 4 and entry["smoke"]["skipped"] == 2
     assert entry["contents"]["versions"]["python"] == "absent"  # a plain Debian image
     assert entry["contents"]["dpkg"]["installed"] > 50
@@ -139,8 +133,8 @@ def test_push_then_pull_by_digest_gives_the_same_image(
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(original_id)
     pulled = client.images.pull(entry["pull"])
-    pulled.tag("gpuimages-test/publish", "pulled-by-digest")
-    clean = client.images.get("gpuimages-test/publish:pulled-by-digest")
+    pulled.tag(REPO, "pulled-by-digest")
+    clean = client.images.get(f"{REPO}:pulled-by-digest")
     assert clean.id == original_id
     assert entry["pull"] in clean.attrs["RepoDigests"]
 
@@ -166,9 +160,7 @@ def test_unvetted_image_is_refused_and_not_pushed(
     assert result.status == "refused" and words in result.reason
     assert "\n" not in result.reason
     with pytest.raises(PublishError, match="has no manifest"):
-        RegistryApi(Registry.parse(empty_registry.host)).manifest(
-            "gpuimages-test/publish", CPU_VARIANT
-        )
+        RegistryApi(Registry.parse(empty_registry.host)).manifest(REPO, CPU_VARIANT)
     entry = json.loads(run.manifest_json.read_text())["images"][0]
     assert entry["status"] == "refused" and words in entry["reason"]
     assert "### Not published" in run.manifest_md.read_text()
@@ -195,7 +187,7 @@ def test_registry_that_stays_down_fails_clearly_and_fast(small_image, variant, t
 def _matrix_file(tmp_path: Path, registry: str) -> Path:
     path = tmp_path / "matrix.yaml"
     path.write_text(
-        "repository: gpuimages-test/publish\n"
+        f"repository: {REPO}\n"
         f"registry: {registry}\n"
         "axes:\n"
         "  - {torch: 2.13.0, cuda: cpu, torchvision: none}\n"
@@ -295,7 +287,7 @@ def test_right_credentials_publish(client, auth_registry, small_image, variant, 
     assert result.status == "published", result.reason
     creds = Credentials(auth_registry.user, auth_registry.password, "test")
     api = RegistryApi(Registry.parse(auth_registry.host), creds)
-    assert api.manifest("gpuimages-test/publish", CPU_VARIANT).digest == result.digest
+    assert api.manifest(REPO, CPU_VARIANT).digest == result.digest
     for text in (caplog.text, run.manifest_json.read_text(), run.manifest_md.read_text()):
         assert auth_registry.password not in text
 

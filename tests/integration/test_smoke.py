@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from gpuimages.smoke import SMOKE_LABEL, SmokeOptions, smoke
+from gpuimages.vet.smoke import SMOKE_LABEL, SmokeOptions, smoke
 
 from .conftest import CPU_VARIANT, TEST_REPOSITORY, invoke
 
@@ -92,7 +92,7 @@ def test_lying_label_fails_the_labels_check(client, cpu_build, matrix):
 
 
 def test_nccl_debug_rerun_hands_nccl_debug_to_the_container(client, cpu_build):
-    from gpuimages.smoke import nccl_debug_rerun, tracked
+    from gpuimages.vet.smoke import nccl_debug_rerun, tracked
 
     with tracked(client) as box:
         tail = nccl_debug_rerun(box, cpu_build["image_id"], SmokeOptions(), "none")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages.build import PackageSources, base_pull_remedy, failed_step
-from gpuimages.errors import CommandError, UserInputError
-from gpuimages.runner import run
-from gpuimages.variant import VariantRequest, resolve
+from gpuimages.build.image import PackageSources, base_pull_remedy, failed_step
+from gpuimages.core.errors import CommandError, UserInputError
+from gpuimages.core.runner import run
+from gpuimages.facts.variant import VariantRequest, resolve
 
 
 @pytest.fixture
@@ -130,8 +130,8 @@ def test_second_build_of_a_variant_waits_and_names_the_holder(compat, tmp_path, 
     import threading
     import time
 
-    from gpuimages.build import variant_lock
-    from gpuimages.variant import VariantRequest, resolve
+    from gpuimages.build.image import variant_lock
+    from gpuimages.facts.variant import VariantRequest, resolve
 
     variant = resolve(VariantRequest("2.13.0", "cpu"), compat)
     held = threading.Event()
@@ -155,9 +155,9 @@ def test_second_build_of_a_variant_waits_and_names_the_holder(compat, tmp_path, 
 def test_waiting_for_the_lock_ends_on_stop(compat, tmp_path):
     import threading
 
-    from gpuimages.build import variant_lock
-    from gpuimages.errors import GpuImagesError
-    from gpuimages.variant import VariantRequest, resolve
+    from gpuimages.build.image import variant_lock
+    from gpuimages.core.errors import GpuImagesError
+    from gpuimages.facts.variant import VariantRequest, resolve
 
     variant = resolve(VariantRequest("2.13.0", "cpu"), compat)
     stopping = threading.Event()

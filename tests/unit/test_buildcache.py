@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gpuimages.build import BuildResult, cache_flags
-from gpuimages.buildcache import BuildCache
-from gpuimages.engine import DockerCli
-from gpuimages.errors import UserInputError
-from gpuimages.variant import VariantRequest, resolve
+from gpuimages.build.buildcache import BuildCache
+from gpuimages.build.engine import DockerCli
+from gpuimages.build.image import BuildResult, cache_flags
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.variant import VariantRequest, resolve
 
 CLASSIC = DockerCli("/usr/bin/docker", buildx=False)
 BUILDX = DockerCli("/usr/local/bin/docker", buildx=True)

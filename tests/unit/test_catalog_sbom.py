@@ -9,19 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages import sbom
-from gpuimages.catalog import (
-    build_catalog,
-    driver_policies,
-    load_catalog,
-    write_catalog,
-)
-from gpuimages.compat import load_compat
-from gpuimages.errors import UserInputError
-from gpuimages.manifest import SECTION, ReleaseManifest
-from gpuimages.matrix import load_matrix
-from gpuimages.publish import PublishResult
-from gpuimages.release import with_sboms
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.compat import load_compat
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.release import sbom
+from gpuimages.release.catalog import build_catalog, driver_policies, load_catalog, write_catalog
+from gpuimages.release.cut import with_sboms
+from gpuimages.release.manifest import ReleaseManifest
+from gpuimages.release.publish import PublishResult
+from gpuimages.vet.contents import SECTION
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = "2.13.0-cpu-runtime"

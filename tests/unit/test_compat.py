@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.variant import VariantRequest, normalize_cuda, resolve
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.variant import VariantRequest, normalize_cuda, resolve
 
 # (request kwargs, expected name, base image, python) - each a published build.
 VALID = [
@@ -238,7 +238,7 @@ def test_every_torch_cuda_has_a_cuda_table_entry(compat):
 
 
 def test_minor_compat_floor_is_below_toolkit_minimum(compat):
-    from gpuimages.compat import driver_tuple
+    from gpuimages.facts.compat import driver_tuple
 
     for c in compat.cuda.values():
         if c.minor_compat_driver:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.variant import VariantRequest, resolve
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.variant import VariantRequest, resolve
 
 OK = "ok"
 NO = "refused"

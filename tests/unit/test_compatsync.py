@@ -11,17 +11,18 @@ import subprocess
 import sys
 import threading
 import zipfile
+from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from gpuimages import compatsync
-from gpuimages.compatsync import IndexUnreachable, parse_simple_page, parse_wheel_name
-from gpuimages.yamlio import load_yaml
+from gpuimages.core.yamlio import load_yaml
+from gpuimages.facts import compatsync
+from gpuimages.facts.compatsync import IndexUnreachable, parse_simple_page, parse_wheel_name
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "wheelindex"
-SHIPPED = Path(compatsync.__file__).parent / "data" / "compat.yaml"
+SHIPPED = Path(str(resources.files("gpuimages") / "data" / "compat.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -182,8 +183,8 @@ def without(path: Path, version: str, build: str | None = None) -> None:
 def test_sync_learns_a_new_release_from_pypi_alone(tmp_path):
     """The data before 2.15.0 came out, against PyPI's recorded answer: the release and the
     build its wheels are (their METADATA) are reported, written, and then resolve."""
-    from gpuimages.compat import load_compat
-    from gpuimages.variant import VariantRequest, resolve
+    from gpuimages.facts.compat import load_compat
+    from gpuimages.facts.variant import VariantRequest, resolve
 
     path = copy_shipped(tmp_path)
     without(path, "2.15.0")

@@ -6,7 +6,7 @@ import docker.errors
 import pytest
 import requests.exceptions
 
-from gpuimages.container import (
+from gpuimages.vet.container import (
     NO_GPU_RUNTIME,
     ContainerStartError,
     ImageMissingError,

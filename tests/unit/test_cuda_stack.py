@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.variant import VariantRequest, resolve
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.variant import VariantRequest, resolve
 from tests.unit.test_smoke_scripts import _load
 
 check_cuda = _load("check_cuda")
@@ -279,7 +279,7 @@ def test_list_sass_prefers_cuobjdump(tmp_path):
 
 
 def test_check_names_the_duplicated_bytes_of_the_nvidia_route(compat):
-    from gpuimages.select import warnings_for
+    from gpuimages.facts.select import warnings_for
 
     nvidia = resolve(VariantRequest("2.5.1", "12.4", base="nvidia"), compat)
     (note,) = [w for w in warnings_for(nvidia, compat) if "second copy" in w]
@@ -326,7 +326,7 @@ def test_extension_archs_refused(compat, kwargs, words):
 
 
 def test_check_says_horovod_is_patched_not_upstream(compat):
-    from gpuimages.select import warnings_for
+    from gpuimages.facts.select import warnings_for
 
     v = resolve(VariantRequest("2.14.1", "13.0", horovod="0.28.1"), compat)
     (note,) = [w for w in warnings_for(v, compat) if "Horovod" in w]

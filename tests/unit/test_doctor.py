@@ -8,24 +8,23 @@ from dataclasses import replace
 
 import pytest
 
-from gpuimages import doctor
-from gpuimages.container import NO_GPU_RUNTIME, explain_start_error
-from gpuimages.doctor import (
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts import support
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.facts.support import (
     MINOR_COMPAT,
     NO_DRIVER,
     NO_GPU_NEEDED,
     REFUSED,
     SUPPORTED,
     UNSUPPORTED,
-    DoctorOptions,
-    HostProbe,
     arch_verdict,
-    diagnose,
     verdict_for,
 )
-from gpuimages.errors import UserInputError
-from gpuimages.matrix import load_matrix
-from gpuimages.variant import VariantRequest, resolve
+from gpuimages.facts.variant import VariantRequest, resolve
+from gpuimages.host import doctor
+from gpuimages.host.doctor import DoctorOptions, HostProbe, diagnose
+from gpuimages.vet.container import NO_GPU_RUNTIME, explain_start_error
 from tests.helpers import invoke
 
 
@@ -148,15 +147,15 @@ def test_sm89_binary_compatible_keeps_supported_headline(compat, variant):
     ],
 )
 def test_normalize_arch(text, arch):
-    assert doctor.normalize_arch(text) == arch
+    assert support.normalize_arch(text) == arch
 
 
 @pytest.mark.parametrize("bad", ["ampere", "sm_", "8.x", ""])
 def test_bad_arch_and_driver_are_user_errors(bad):
     with pytest.raises(UserInputError):
-        doctor.normalize_arch(bad)
+        support.normalize_arch(bad)
     with pytest.raises(UserInputError):
-        doctor.normalize_driver(bad)
+        support.normalize_driver(bad)
 
 
 # --- the driver -> CUDA table added to compat.yaml --------------------------------------
@@ -191,7 +190,7 @@ def test_every_cuda_minimum_meets_its_own_require_check(compat):
 
 def test_newest_branch_runs_the_whole_matrix(repo_root):
     variants = load_matrix(repo_root / "matrix.yaml").variants
-    assert doctor.newest_branch(variants) == "580"  # CUDA 13.0: 580.65.06
+    assert support.newest_branch(variants) == "580"  # CUDA 13.0: 580.65.06
 
 
 # --- host checks on made-up probes ------------------------------------------------------

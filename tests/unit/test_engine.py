@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages import engine
-from gpuimages.errors import GpuImagesError
+from gpuimages.build import engine
+from gpuimages.core.errors import GpuImagesError
 
 
 def fake_docker(directory: Path, version: str, buildx: bool) -> Path:

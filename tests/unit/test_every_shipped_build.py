@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
-from gpuimages.compat import load_compat
-from gpuimages.errors import UserInputError
-from gpuimages.variant import Variant, VariantRequest, resolve
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.compat import load_compat
+from gpuimages.facts.variant import Variant, VariantRequest, resolve
 
 COMPAT = load_compat()
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.matrix import parse_matrix
-from gpuimages.reference import check_repository, check_tag, shown, tamed
-from gpuimages.registry import Registry
+from gpuimages.core.errors import UserInputError
+from gpuimages.core.reference import check_repository, check_tag, shown, tamed
+from gpuimages.facts.matrix import parse_matrix
+from gpuimages.facts.registry_address import Registry
 
 ENTRY = {"axes": [{"torch": "2.13.0", "cuda": "cpu"}]}
 
@@ -88,8 +88,8 @@ def test_resolve_echoes_hostile_values_bounded(args):
 
 
 def test_a_mirror_login_is_split_off_and_never_a_build_argument(tmp_path):
-    from gpuimages.matrix import load_matrix
-    from gpuimages.sources import PackageSources
+    from gpuimages.facts.matrix import load_matrix
+    from gpuimages.facts.sources import PackageSources
 
     cpu = load_matrix().by_name()["2.13.0-cpu-runtime"]
     src = PackageSources.merged(
@@ -117,7 +117,7 @@ def test_a_mirror_login_is_split_off_and_never_a_build_argument(tmp_path):
     ["https://host/simple?token=abc", "https://host/simple#tok", "http://user@host/x"],
 )
 def test_tokens_outside_a_login_are_refused(url):
-    from gpuimages.sources import PackageSources
+    from gpuimages.facts.sources import PackageSources
 
     with pytest.raises(UserInputError):
         PackageSources.merged({}, pip_index_url=url)
@@ -149,13 +149,13 @@ def _report(variant, **changes):
 
 @pytest.fixture()
 def cpu_variant():
-    from gpuimages.matrix import load_matrix
+    from gpuimages.facts.matrix import load_matrix
 
     return load_matrix().by_name()["2.13.0-cpu-runtime"]
 
 
 def test_a_status_edited_to_passed_over_a_failed_check_is_refused(cpu_variant, tmp_path):
-    from gpuimages.publish import decide
+    from gpuimages.release.publish import decide
 
     doc = _report(cpu_variant)
     doc["checks"][1]["status"] = "failed"
@@ -172,7 +172,7 @@ def test_a_status_edited_to_passed_over_a_failed_check_is_refused(cpu_variant, t
     ],
 )
 def test_incomplete_or_stale_evidence_is_refused(cpu_variant, tmp_path, change, words):
-    from gpuimages.publish import decide
+    from gpuimages.release.publish import decide
 
     d = decide(
         cpu_variant,
@@ -185,7 +185,7 @@ def test_incomplete_or_stale_evidence_is_refused(cpu_variant, tmp_path, change, 
 
 
 def test_a_report_of_another_variant_is_refused(cpu_variant, tmp_path):
-    from gpuimages.publish import decide
+    from gpuimages.release.publish import decide
 
     doc = _report(cpu_variant)
     doc["variant"] = {**doc["variant"], "python": "3.12"}
@@ -194,8 +194,8 @@ def test_a_report_of_another_variant_is_refused(cpu_variant, tmp_path):
 
 
 def test_with_an_evidence_key_only_a_signed_report_passes(cpu_variant, tmp_path):
-    from gpuimages.publish import decide
-    from gpuimages.smoke_report import SmokeReport
+    from gpuimages.release.publish import decide
+    from gpuimages.vet.smoke_report import SmokeReport
 
     path = tmp_path / "r.json"
     SmokeReport.from_dict(_report(cpu_variant)).write(path, key="k1")

@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 import yaml
 
-from gpuimages import launch
-from gpuimages.container import RunSpec, make_spec, parse_gpus, split_command
-from gpuimages.errors import UserInputError
-from gpuimages.matrix import load_matrix
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.host import launch
+from gpuimages.vet.container import RunSpec, make_spec, parse_gpus, split_command
 from tests.helpers import invoke
 
 CRDS = Path(__file__).resolve().parents[1] / "data" / "crds"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.matrix import load_matrix
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.matrix import load_matrix
 
 
 def write(tmp_path: Path, text: str) -> Path:

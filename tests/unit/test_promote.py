@@ -12,10 +12,10 @@ from typing import ClassVar
 
 import pytest
 
-from gpuimages import evidence
-from gpuimages.errors import UserInputError
-from gpuimages.imagecopy import Repository, copy_image
-from gpuimages.promote import (
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.registry_address import Registry
+from gpuimages.release.imagecopy import Repository, copy_image
+from gpuimages.release.promote import (
     ENV_FROM_PASSWORD,
     ENV_FROM_USER,
     evidence_for,
@@ -23,14 +23,14 @@ from gpuimages.promote import (
     record,
     source_credentials,
 )
-from gpuimages.registry import (
+from gpuimages.release.registry import (
     ENV_PASSWORD,
     ENV_USER,
     PublishError,
-    Registry,
     RegistryApi,
     RetryPolicy,
 )
+from gpuimages.vet import evidence
 from tests.helpers import invoke
 
 FAST = RetryPolicy(tries=2, base_s=0)

@@ -17,18 +17,12 @@ from typing import ClassVar
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.manifest import (
-    ABSENT,
-    SECTION,
-    ImageContents,
-    ReleaseManifest,
-    parse_capture,
-    to_markdown,
-    write_manifest,
-)
-from gpuimages.matrix import load_matrix
-from gpuimages.publish import (
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.facts.registry_address import Registry, repository_path
+from gpuimages.release.cut import release_dir
+from gpuimages.release.manifest import ReleaseManifest, to_markdown, write_manifest
+from gpuimages.release.publish import (
     GateDecision,
     PublishResult,
     PushProgress,
@@ -36,25 +30,23 @@ from gpuimages.publish import (
     read_push_stream,
     smoke_summary,
 )
-from gpuimages.registry import (
+from gpuimages.release.registry import (
     ENV_PASSWORD,
     ENV_USER,
     Credentials,
     CredentialsRejected,
     PublishError,
-    Registry,
     RegistryApi,
     RegistryUnavailable,
     RetryPolicy,
     TransientRegistryError,
     classify,
-    repository_path,
     resolve_credentials,
     same_digest,
     with_retries,
 )
-from gpuimages.release import release_dir
-from gpuimages.smoke_report import SmokeReport, SmokeReportError, find_report, report_path
+from gpuimages.vet.contents import ABSENT, SECTION, ImageContents, parse_capture
+from gpuimages.vet.smoke_report import SmokeReport, SmokeReportError, find_report, report_path
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "2.13.0-cpu-runtime"

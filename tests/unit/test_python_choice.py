@@ -10,10 +10,10 @@ import dataclasses
 
 import pytest
 
-from gpuimages.compat import load_compat
-from gpuimages.errors import UserInputError
-from gpuimages.render import context_for
-from gpuimages.variant import VariantRequest, normalize_python, resolve
+from gpuimages.build.render import context_for
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.compat import load_compat
+from gpuimages.facts.variant import VariantRequest, normalize_python, resolve
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_labels_and_smoke_env_name_the_source(compat):
 
 
 def test_smoke_tells_the_source_from_where_python_lives(compat):
-    from gpuimages.smoke import labels_check
+    from gpuimages.vet.smoke import labels_check
 
     v = choose(compat, torch="2.9.1", cuda="cpu", python="3.14", torchvision="none")
     found = {"torch": "2.9.1+cpu", "python": "3.14.0", "torchvision": None}
@@ -223,7 +223,7 @@ def test_smoke_tells_the_source_from_where_python_lives(compat):
 
 
 def test_offline_standalone_build_names_what_the_wheelhouse_lacks(compat, tmp_path):
-    from gpuimages.wheelcheck import missing_standalone
+    from gpuimages.build.wheelcheck import missing_standalone
 
     v = choose(compat, torch="2.9.1", cuda="cpu", python="3.14", torchvision="none")
     missing = missing_standalone(v, tmp_path)
@@ -237,7 +237,7 @@ def test_offline_standalone_build_names_what_the_wheelhouse_lacks(compat, tmp_pa
 
 
 def test_torch_and_python_without_cuda_gets_the_no_before_the_missing_option(compat):
-    from gpuimages.select import Selection
+    from gpuimages.facts.select import Selection
 
     with pytest.raises(UserInputError) as err:
         Selection(axes={"torch": "1.12.1", "python": "3.12"}).request(compat)
@@ -250,7 +250,7 @@ def test_torch_and_python_without_cuda_gets_the_no_before_the_missing_option(com
 
 
 def test_local_base_follows_the_chosen_debian(compat):
-    from gpuimages.engine import LOCAL_BASES, check_local_base
+    from gpuimages.build.engine import LOCAL_BASES, check_local_base
 
     trixie = choose(compat, torch="2.14.1", cuda="13.0", python="3.13")
     bookworm = choose(compat, torch="2.13.0", cuda="cpu")

@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.matrix import load_matrix
-from gpuimages.render import generated_header, render_all, render_variant
-from gpuimages.variant import VariantRequest, resolve
+from gpuimages.build.render import generated_header, render_all, render_variant
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.facts.variant import VariantRequest, resolve
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_an_empty_matrix_renders_nothing_and_removes_nothing(tmp_path):
 
 
 def test_label_and_env_values_are_quoted_and_one_line(shipped):
-    from gpuimages.render import _quoted_value
+    from gpuimages.build.render import _quoted_value
 
     assert _quoted_value('a"b\\c$HOME') == 'a\\"b\\\\c\\$HOME'
     assert _quoted_value("/opt/venv/bin:${PATH}", expand=True) == "/opt/venv/bin:${PATH}"

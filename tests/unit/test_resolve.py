@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages.catalog import PublishedImage
-from gpuimages.compat import load_compat
-from gpuimages.errors import UserInputError
-from gpuimages.matrix import load_matrix
-from gpuimages.resolve import (
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.compat import load_compat
+from gpuimages.facts.matrix import load_matrix
+from gpuimages.host.resolve import (
     HostRequest,
     check_filters,
     failure,
@@ -20,6 +19,7 @@ from gpuimages.resolve import (
     resolve_host,
     torch_matches,
 )
+from gpuimages.release.catalog import PublishedImage
 from tests.helpers import invoke
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 import tasks
-from gpuimages.errors import UserInputError
-from gpuimages.matrix import AXES as MATRIX_AXES
-from gpuimages.matrix import SETTINGS
-from gpuimages.options import AXES, HELP
-from gpuimages.select import Selection
-from gpuimages.variant import VariantRequest
+from gpuimages.core.errors import UserInputError
+from gpuimages.core.options import AXES, HELP
+from gpuimages.facts.matrix import AXES as MATRIX_AXES
+from gpuimages.facts.matrix import SETTINGS
+from gpuimages.facts.select import Selection
+from gpuimages.facts.variant import VariantRequest
 
 SHARED = {*AXES, "variant", "matrix"}
 

@@ -7,10 +7,10 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.smoke import device_requests, labels_check
-from gpuimages.smoke_report import SmokeReport, report_path
-from gpuimages.variant import VariantRequest, resolve
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.variant import VariantRequest, resolve
+from gpuimages.vet.smoke import device_requests, labels_check
+from gpuimages.vet.smoke_report import SmokeReport, report_path
 
 
 @pytest.fixture

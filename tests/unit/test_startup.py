@@ -1,4 +1,4 @@
-"""The image's start-up check: the doctor's verdicts baked as data (gpuimages/startup.py)
+"""The image's start-up check: the doctor's verdicts baked as data (gpuimages/build/startup.py)
 and the stdlib entrypoint that reads them (scripts/entrypoint/startup_check.py)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages import doctor
-from gpuimages.matrix import load_matrix
-from gpuimages.startup import facts_text, startup_facts
+from gpuimages.build.startup import facts_text, startup_facts
+from gpuimages.facts import support
+from gpuimages.facts.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "entrypoint" / "startup_check.py"
@@ -58,7 +58,7 @@ def test_every_driver_gets_the_doctors_verdict(shipped, compat, driver):
     """The band lookup in the image answers what the doctor answers, word for word."""
     for name in (CUDA13, CUDA113):
         variant = shipped.by_name()[name]
-        expected = doctor.verdict_for(variant, driver, (), compat)
+        expected = support.verdict_for(variant, driver, (), compat)
         band = check.band_for(facts(shipped, compat, name)["driver_bands"], driver)
         assert band["verdict"] == expected.verdict
         assert band["detail"].replace("{driver}", driver) == expected.detail
@@ -188,4 +188,4 @@ def test_facts_are_plain_json_per_variant(shipped, compat):
     for v in shipped.variants:
         f = startup_facts(v, shipped.variants, compat)
         assert json.loads(json.dumps(f)) == f
-        assert f["variant"] == v.name and f["shm"]["min_bytes"] == doctor.MIN_SHM_BYTES
+        assert f["variant"] == v.name and f["shm"]["min_bytes"] == support.MIN_SHM_BYTES

@@ -8,11 +8,17 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "gpuimages"
 
 
+def module_name(path: Path) -> str:
+    """gpuimages/build/image.py -> 'gpuimages.build.image'; a package's __init__ is the package."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def imports() -> dict[str, set[str]]:
     """gpuimages module -> the gpuimages modules it imports (anywhere, TYPE_CHECKING too)."""
     graph: dict[str, set[str]] = {}
-    for path in sorted(PACKAGE.glob("*.py")):
-        name = f"gpuimages.{path.stem}"
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
@@ -62,7 +68,7 @@ def test_one_place_makes_an_engine_client():
     """`docker.from_env` only in engine.py: one client, one wording of "no engine"."""
     makers = sorted(
         f"{path.name}:{node.lineno}"
-        for path in PACKAGE.glob("*.py")
+        for path in PACKAGE.rglob("*.py")
         for node in ast.walk(ast.parse(path.read_text(), str(path)))
         if isinstance(node, ast.Attribute)
         and node.attr == "from_env"
@@ -71,3 +77,38 @@ def test_one_place_makes_an_engine_client():
         and isinstance(node.ctx, ast.Load)
     )
     assert [m.split(":")[0] for m in makers] == ["engine.py"], makers
+
+
+# The stages in the order of the flow, lowest first (docs/architecture.md): a module may
+# import from its own stage or a lower one. The package root (cli, console) is the top.
+LAYERS = ("core", "facts", "build", "vet", "release", "host", "")
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    stage = parts[1] if len(parts) > 1 and parts[1] in LAYERS else ""
+    return LAYERS.index(stage)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} ({LAYERS[layer(module)] or 'root'}) imports {dep} ({LAYERS[layer(dep)]})"
+        for module, deps in graph.items()
+        for dep in deps
+        if layer(dep) > layer(module)
+    )
+
+
+def test_imports_only_go_down_the_layers():
+    assert upward_imports(imports()) == []
+
+
+def test_every_module_sits_in_a_known_layer():
+    assert [m for m in imports() if m.count(".") > 1 and m.split(".")[1] not in LAYERS] == []
+
+
+def test_the_layer_check_names_an_upward_import():
+    graph = {"gpuimages.facts.matrix": {"gpuimages.release.registry"}}
+    assert upward_imports(graph) == [
+        "gpuimages.facts.matrix (facts) imports gpuimages.release.registry (release)"
+    ]

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages import launch
-from gpuimages.compat import load_compat
-from gpuimages.errors import UserInputError
-from gpuimages.matrix import parse_matrix
-from gpuimages.registry import Registry
-from gpuimages.select import Selection
-from gpuimages.sources import PackageSources
-from gpuimages.tagging import alias_tags
+from gpuimages.build.tagging import alias_tags
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.compat import load_compat
+from gpuimages.facts.matrix import parse_matrix
+from gpuimages.facts.registry_address import Registry
+from gpuimages.facts.select import Selection
+from gpuimages.facts.sources import PackageSources
+from gpuimages.host import launch
 
 ENTRY = {"axes": [{"torch": "2.13.0", "cuda": "cpu"}]}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gpuimages.errors import UserInputError
-from gpuimages.variant import VariantRequest, resolve
-from gpuimages.wheelcheck import missing_wheels, refuse_missing
+from gpuimages.build.wheelcheck import missing_wheels, refuse_missing
+from gpuimages.core.errors import UserInputError
+from gpuimages.facts.variant import VariantRequest, resolve
 
 
 @pytest.fixture

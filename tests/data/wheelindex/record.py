@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from gpuimages.compatsync import fetch_wheel_metadata  # noqa: E402
+from gpuimages.facts.compatsync import fetch_wheel_metadata  # noqa: E402
 
 PYPI_JSON = "https://pypi.org/pypi/torch/json"
 PYPI_SIMPLE = "https://pypi.org/simple/torch/"

@@ -1,0 +1,1 @@
+"""The core stage of the flow (docs/architecture.md)."""

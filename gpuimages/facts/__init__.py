@@ -1,0 +1,1 @@
+"""The facts stage of the flow (docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""The host stage of the flow (docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""The release stage of the flow (docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""The vet stage of the flow (docs/architecture.md)."""
