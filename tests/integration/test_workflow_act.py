@@ -38,7 +38,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from gpuimages.registry import Credentials, Registry, RegistryApi
+from gpuimages.facts.registry_address import Registry
+from gpuimages.release.registry import Credentials, RegistryApi
 from tests.act.harness import (
     STAND_INS,
     ActCommand,
