@@ -290,6 +290,9 @@ def _build_one(
         result.error = f"{dockerfile} is missing: run `invoke render` first."
         return result
     ctx = stage_context(variant, sources, work_dir, dockerfiles)
+    if stopping is not None and stopping.is_set():  # Ctrl-C while the context was staged
+        result.status, result.error = "interrupted", "stopped by Ctrl-C or SIGTERM"
+        return result
     iidfile = work_dir / "iid" / f"{variant.name}.txt"
     iidfile.parent.mkdir(parents=True, exist_ok=True)
     iidfile.unlink(missing_ok=True)

@@ -26,12 +26,17 @@ log = logging.getLogger(__name__)
 TAIL_LINES = 40
 _LIVE: set[int] = set()  # process groups of commands running now (run() starts each)
 _LIVE_LOCK = threading.Lock()
+# Set by stop_all: a worker thread between stop_all and its Popen would otherwise start a
+# build nobody kills, and the interrupted CLI would wait for it to finish.
+_STOPPED = threading.Event()
 
 
 def stop_all() -> None:
     """Kill every command run() has running (Ctrl-C, SIGTERM): their children run in
-    sessions of their own, so the terminal's signal never reaches them."""
+    sessions of their own, so the terminal's signal never reaches them. A command that
+    another thread starts after this is killed as soon as it starts (see run())."""
     with _LIVE_LOCK:
+        _STOPPED.set()
         groups = list(_LIVE)
     for pgid in groups:
         with contextlib.suppress(OSError):
@@ -97,6 +102,9 @@ def run(
         )
         with _LIVE_LOCK:
             _LIVE.add(proc.pid)
+            if _STOPPED.is_set():
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
         if stdin_text is not None:
             assert proc.stdin is not None
             proc.stdin.write(stdin_text)
