@@ -40,6 +40,9 @@ def gi_started(cwd: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: a test run started in the background (`cmd &`) has SIGINT
+        # ignored, and a child inherits that, so the Ctrl-C test would never reach it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
