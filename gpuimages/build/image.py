@@ -221,6 +221,11 @@ def _untag(client: docker.DockerClient, tag: str) -> None:
 LOCK_DIR = Path(tempfile.gettempdir()) / "gpuimages-locks"
 
 
+def lock_file(tag: str, lock_dir: Path = LOCK_DIR) -> Path:
+    """Where the build lock of a tag lives; it holds "pid N (since HH:MM:SSZ)" while held."""
+    return lock_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", tag) + ".lock")
+
+
 @contextlib.contextmanager
 def variant_lock(
     variant: Variant, lock_dir: Path = LOCK_DIR, stopping: threading.Event | None = None
@@ -231,7 +236,7 @@ def variant_lock(
     the tag, and would write one log file at once. The second waits, saying who holds it.
     """
     lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", variant.tag) + ".lock")
+    path = lock_file(variant.tag, lock_dir)
     with open(path, "a+", encoding="utf-8") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

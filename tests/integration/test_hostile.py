@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from gpuimages.build.image import lock_file
 from gpuimages.vet.smoke import SMOKE_LABEL
 
 from .conftest import ROOT, WORKSPACE, invoke, make_workspace
@@ -32,12 +33,12 @@ def gi(cwd: Path, *args: str, timeout: int = 1800, env: dict | None = None):
     return invoke(*args, timeout=timeout, cwd=cwd, env=env)
 
 
-def gi_started(cwd: Path, *args: str) -> subprocess.Popen[str]:
+def gi_started(cwd: Path, *args: str, stdout=subprocess.PIPE) -> subprocess.Popen[str]:
     """The CLI started in the background (to signal it, or run two at once)."""
     return subprocess.Popen(
         [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
         cwd=cwd,
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.STDOUT,
         text=True,
         # As from a terminal: a test run started in the background (`cmd &`) has SIGINT
@@ -307,26 +308,64 @@ def test_a_small_hostile_matrix_is_refused_fast_and_briefly(tmp_path, text):
 # --- 6. two builds of one variant at once: the second waits, nothing interleaves ---------
 
 
+def _wait_for(what: str, ready, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the build ended (exit {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no sign after {timeout:.0f} s that {what}"
+        time.sleep(0.1)
+
+
 def test_two_concurrent_builds_of_one_variant_take_turns(
     client, docker_cli, local_base, wheelhouse, tmp_path, tags_to_remove
 ):
+    """The first build is frozen (SIGSTOP) while it holds the lock, so the second surely
+    meets it held, however fast a cached build is (CI once saw the first finish before the
+    second had started, and neither waited)."""
     repo = f"{NAMESPACE}-twice/pytorch"
     ws = make_workspace(tmp_path / "ws", repo)
     tags_to_remove.append(f"{repo}:{VARIANT}")
-    procs = []
-    for n in (1, 2):
-        argv = [*build_argv(wheelhouse), "--local-base", "--report", f"build/report-{n}.json"]
-        procs.append(gi_started(ws, *argv))
-    outs = [p.communicate(timeout=1800)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    waited = [i for i, out in enumerate(outs) if "is being built by pid" in out]
-    assert len(waited) == 1, outs  # exactly one waited for the other, and said who held it
+    lock = lock_file(f"{repo}:{VARIANT}")
+    outs = [tmp_path / f"out-{n}.txt" for n in (1, 2)]
+    argv = [*build_argv(wheelhouse), "--local-base", "--report"]
+    procs: list[subprocess.Popen] = []
+    try:
+        with open(outs[0], "w") as out:
+            procs.append(gi_started(ws, *argv, "build/report-1.json", stdout=out))
+        first = procs[0]
+        holds = f"pid {first.pid} "
+        _wait_for("the first build holds the lock", lambda: holds in _text(lock), first)
+        first.send_signal(signal.SIGSTOP)
+        with open(outs[1], "w") as out:
+            procs.append(gi_started(ws, *argv, "build/report-2.json", stdout=out))
+        waits = f"is being built by pid {first.pid}"
+        _wait_for("the second build waits", lambda: waits in _text(outs[1]), procs[1])
+        assert procs[1].poll() is None
+        first.send_signal(signal.SIGCONT)
+        codes = [p.wait(timeout=1800) for p in procs]
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGCONT)
+            if p.poll() is None:
+                p.kill()
+    texts = [_text(o) for o in outs]
+    assert codes == [0, 0], texts
+    assert "is being built by" not in texts[0], texts[0]  # only the second waited
     rows = [json.loads((ws / f"build/report-{n}.json").read_text())["builds"][0] for n in (1, 2)]
     assert [r["status"] for r in rows] == ["built", "built"]
     # The one that waited built last: the tag is its image, not a race's winner.
-    assert client.images.get(f"{repo}:{VARIANT}").id == rows[waited[0]]["image_id"]
+    assert client.images.get(f"{repo}:{VARIANT}").id == rows[1]["image_id"]
+    assert lock.read_text() == ""  # released, and no stale holder named for the next build
     log = (ws / "build" / "logs" / f"{VARIANT}.log").read_bytes()
     assert b"\0" not in log and log.count(b"\n$ ") + log.startswith(b"$ ") == 1
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 # --- 7. publish with no engine starts nothing ---------------------------------------------
