@@ -15,6 +15,7 @@ from invoke.exceptions import Exit
 from gpuimages import console as ui
 from gpuimages.build.engine import (
     LOCAL_BASES,
+    built_image,
     check_local_base,
     docker_for_builds,
     engine_client,
@@ -339,7 +340,7 @@ def run(
         return
     client = engine_client()
     if target.variant is not None:
-        containers.local_image(target.variant, client)
+        built_image(target.variant, client)
     ui.err_console.print(f"$ {spec.docker_line()}", markup=False, soft_wrap=True)
     code = containers.run(spec, client, on_line=lambda line: print(line, flush=True))
     if code:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import docker.models.images
 import requests.exceptions
 
 from gpuimages.core.errors import CommandError, GpuImagesError, UserInputError
@@ -49,6 +50,20 @@ class NoEngineError(GpuImagesError):
         detail = f" ({cause})" if cause else ""
         super().__init__(f"No Docker engine answers{detail}. {ENGINE_FIX}")
         self.cause = cause
+
+
+def built_image(variant: Variant, client: docker.DockerClient) -> docker.models.images.Image:
+    """The image the variant's tag names on this host; refuse with the build command when
+    there is none (a user's order of steps, not a fault: no traceback)."""
+    try:
+        return client.images.get(variant.tag)
+    except docker.errors.ImageNotFound:
+        raise UserInputError(
+            f"{variant.tag} is not built on this host. Build it first: invoke build --variant "
+            f"{variant.name} (or docker pull it from your registry and tag it {variant.tag})."
+        ) from None
+    except SDK_ERRORS as exc:
+        raise GpuImagesError(f"could not inspect {variant.tag}: {sdk_message(exc)}") from None
 
 
 def engine_client(timeout: int = 600) -> docker.DockerClient:

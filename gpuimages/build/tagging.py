@@ -11,8 +11,7 @@ import logging
 import docker
 import docker.errors
 
-from gpuimages.build.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
-from gpuimages.core.errors import GpuImagesError
+from gpuimages.build.engine import built_image, engine_client, engine_errors
 from gpuimages.core.reference import check_tag
 from gpuimages.facts.registry_address import Registry
 from gpuimages.facts.variant import Variant
@@ -41,15 +40,7 @@ def add_tags(
     for alias in aliases:
         check_tag(alias, "--alias")
     client = client or engine_client()
-    try:
-        image = client.images.get(variant.tag)
-    except docker.errors.ImageNotFound:
-        raise GpuImagesError(
-            f"{variant.tag} does not exist locally: build it first (invoke build --variant "
-            f"{variant.name})."
-        ) from None
-    except SDK_ERRORS as exc:
-        raise GpuImagesError(f"could not inspect {variant.tag}: {sdk_message(exc)}") from None
+    image = built_image(variant, client)
     wanted = ([registry.tag_for(variant)] if registry else []) + alias_tags(
         variant, aliases, registry
     )

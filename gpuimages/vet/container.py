@@ -216,18 +216,6 @@ def split_command(cmd: str | None, remainder: list[str] | None) -> tuple[str, ..
     return tuple(remainder or ())
 
 
-def local_image(variant: Variant, client: docker.DockerClient) -> str:
-    """The variant's tag when that image is on this host; else refuse with the build command."""
-    try:
-        client.images.get(variant.tag)
-    except docker.errors.ImageNotFound:
-        raise UserInputError(
-            f"{variant.tag} is not built on this host. Build it first: invoke build --variant "
-            f"{variant.name} (or docker pull it from your registry and tag it {variant.tag})."
-        ) from None
-    return variant.tag
-
-
 def explain_start_error(text: str, image: str = "IMAGE") -> tuple[str, str] | None:
     """(plain message, fix) for engine errors that mean the host cannot run GPU containers."""
     if NO_GPU_RUNTIME in text:

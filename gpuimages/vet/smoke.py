@@ -21,8 +21,11 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from gpuimages.build.engine import SDK_ERRORS, engine_client, engine_errors, sdk_message
-from gpuimages.core.errors import GpuImagesError
+from gpuimages.build.engine import (
+    built_image,
+    engine_client,
+    engine_errors,
+)
 from gpuimages.core.options import memory_size, whole_number
 from gpuimages.core.progress import Progress, silent
 from gpuimages.facts.variant import Variant
@@ -320,14 +323,7 @@ def smoke(
     on_progress hears each check as it begins ("ddp ...") and ends ("ddp: passed ...").
     """
     client = client or engine_client()
-    try:
-        image = client.images.get(variant.tag)
-    except docker.errors.ImageNotFound:
-        raise GpuImagesError(
-            f"{variant.tag} is not built here: run `invoke build --variant {variant.name}` first."
-        ) from None
-    except SDK_ERRORS as exc:
-        raise GpuImagesError(f"could not inspect {variant.tag}: {sdk_message(exc)}") from None
+    image = built_image(variant, client)
     gpus = options.gpus_for(variant)
     started = time.monotonic()
     with tracked(client) as box:

@@ -441,6 +441,22 @@ def test_no_engine_is_one_paragraph_for_smoke_and_tag(tmp_path):
         assert len(r.stderr.strip().splitlines()) <= 3, r.stderr
 
 
+def test_an_image_not_built_here_is_one_paragraph_with_the_build_command(client, tmp_path):
+    """smoke, tag and run name the build command for a variant whose image is not on the
+    host (its own repository, so nothing of anyone else's could be found)."""
+    ws = make_workspace(tmp_path / "ws", f"{NAMESPACE}-never-built/pytorch")
+    for args in (
+        ("smoke", "--variant", VARIANT),
+        ("tag", "--variant", VARIANT, "--alias", "x"),
+        ("run", "--variant", VARIANT, "--", "true"),
+    ):
+        r = gi(ws, *args, timeout=120)
+        assert r.returncode == 2, (args, r.stderr[-2000:])
+        assert f"{NAMESPACE}-never-built/pytorch:{VARIANT} is not built on this host" in r.stderr
+        assert f"invoke build --variant {VARIANT}" in r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 4, r.stderr
+
+
 # --- 9. render never deletes what another matrix (or a person) wrote ---------------------
 
 
