@@ -101,6 +101,31 @@ def _user_files() -> dict[str, tuple[int, int]]:
     return files
 
 
+def _untagged_builds() -> set[str] | None:
+    """Ids of the untagged images a gpuimages build made (label io.gpuimages.variant);
+    None when no engine answers."""
+    try:
+        found = docker.from_env(timeout=60).images.list(
+            filters={"dangling": True, "label": "io.gpuimages.variant"}
+        )
+    except docker.errors.DockerException:
+        return None
+    return {image.id for image in found}
+
+
+def _remove_untagged_builds(before: set[str] | None) -> None:
+    """Remove the gpuimages builds the session left without a tag: a build whose tag a later
+    build took, or one refused for its size. Those that were untagged before the session
+    are left alone (they may be anyone's); a tagged image is never touched here."""
+    after = _untagged_builds()
+    if before is None or after is None:
+        return
+    client = docker.from_env(timeout=600)
+    for image_id in sorted(after - before):
+        with contextlib.suppress(docker.errors.APIError):  # in use by a container: kept
+            client.images.remove(image_id, noprune=False)
+
+
 def _changed(before: dict, after: dict) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
@@ -116,7 +141,9 @@ def test_workspace():
         root = os.geteuid() == 0
         ensure_engine(docker_for_builds(install=root), start=root)
     images, files = _user_images(), _user_files()
+    untagged = _untagged_builds()
     yield WORKSPACE
+    _remove_untagged_builds(untagged)
     images_after, files_after = _user_images(), _user_files()
     shutil.rmtree(WORKSPACE, ignore_errors=True)
     changed = _changed(files, files_after)
