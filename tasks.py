@@ -9,8 +9,10 @@ error handling: a user error is one paragraph and an exit code.
 from __future__ import annotations
 
 from gpuimages import commands
-from gpuimages.cli import command
+from gpuimages.cli import command, quiet_broken_pipe
 from gpuimages.core.options import AXES
+
+quiet_broken_pipe()
 
 matrix = command()(commands.matrix)
 check = command(selects="request")(commands.check)

@@ -102,6 +102,27 @@ DEBUG_ENV = "GPUIMAGES_DEBUG"  # =1: show the full trace of an unexpected error
 CRASH_DIR = WORK_DIR / "logs"
 
 
+def _leave_quietly() -> None:
+    """stdout to /dev/null, so the interpreter's last flush cannot fail as well."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def quiet_broken_pipe() -> None:
+    """A reader that leaves early (`invoke --help build | head -1`) while invoke itself
+    prints (help, --list: outside any task, so `guarded` cannot see it) ends the program
+    quietly with 141, as shell tools do, not with invoke's traceback."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if not issubclass(kind, BrokenPipeError):
+            previous(kind, exc, tb)
+            return
+        _leave_quietly()
+        os._exit(141)  # the hook cannot set the exit code; nothing is left to clean up
+
+    sys.excepthook = hook
+
+
 def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     """Run a task with logging set up; GpuImagesError -> 'error: ...' on stderr + exit code.
 
@@ -123,9 +144,8 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         except Exit:
             raise  # a task's own exit code (`invoke run` passes the command's on)
         except BrokenPipeError:
-            # The reader left (`invoke resolve --json | head`): stop quietly, as shell tools
-            # do; stdout goes to /dev/null so the interpreter's last flush cannot fail too.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            # The reader left (`invoke resolve --json | head`): stop quietly, as shell tools do.
+            _leave_quietly()
             raise Exit(code=141) from None
         except Exception as exc:
             if os.environ.get(DEBUG_ENV) == "1":

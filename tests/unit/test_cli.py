@@ -127,6 +127,33 @@ def test_a_reader_that_leaves_early_is_not_a_crash():
     assert "unexpected" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
+@pytest.mark.parametrize("args", [["--help", "build"], ["--list"]])
+def test_invoke_own_output_to_a_reader_gone_is_not_a_traceback(args):
+    """`invoke --help build | head -1`: invoke prints help outside any task. The pipe's
+    reader is closed before the program starts, so its first line meets a broken pipe."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert r.returncode == 141, r.stderr
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+
+
 def test_step_progress_on_a_pipe_prints_finished_parts_and_few_figures():
     """In CI logs: every finished check, and a moving figure (push bytes) at most every
     10 s, not every 2 s; a part that begins shows only on a terminal's live line."""
