@@ -21,11 +21,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from gpuimages.build.engine import (
-    built_image,
-    engine_client,
-    engine_errors,
-)
+from gpuimages.build.engine import built_image, engine_client, engine_errors
 from gpuimages.core.options import memory_size, whole_number
 from gpuimages.core.progress import Progress, silent
 from gpuimages.facts.variant import Variant
