@@ -28,6 +28,7 @@ import docker
 import docker.errors
 
 from gpuimages.build.buildcache import BuildCache
+from gpuimages.build.diskspace import check_space, engine_disk, no_space_remedy, out_of_space
 from gpuimages.build.engine import DockerCli, engine_client, engine_errors
 from gpuimages.build.startup import FACTS_FILE
 from gpuimages.build.wheelcheck import refuse_missing
@@ -335,10 +336,13 @@ def _build_one(
         if stopping is not None and stopping.is_set():
             result.status, result.error = "interrupted", "stopped by Ctrl-C or SIGTERM"
             return result  # the tag stays where it was
-        result.failed_step = failed_step(log_path.read_text(errors="replace"))
+        log_text = log_path.read_text(errors="replace")
+        result.failed_step = failed_step(log_text)
         step = f" at step {result.failed_step}" if result.failed_step else ""
         result.error = f"build failed{step}; log: {log_path}\n{exc.tail}"
         remedy = base_pull_remedy(result.failed_step)
+        if remedy is None and out_of_space(log_text + exc.tail):
+            remedy = no_space_remedy(engine_disk(client, with_cache=False))
         if remedy:
             result.error += f"\n{remedy}"
         _untag(client, variant.tag)
@@ -406,6 +410,9 @@ def build_many(
         for variant in variants:
             refuse_missing(variant, str(sources.wheelhouse))
     client = engine_client()
+    short = check_space(client, variants)
+    if short:
+        log.warning(short)
     revision = git_revision()
     stopping = threading.Event()
 

@@ -19,6 +19,7 @@ asked to have (`require_gpu`, an image to run) makes the doctor fail.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -30,6 +31,13 @@ from typing import Final, Literal
 
 import docker
 
+from gpuimages.build.diskspace import (
+    NEED_CUDA,
+    PRUNE_HINT,
+    EngineDisk,
+    engine_disk,
+    gb,
+)
 from gpuimages.build.engine import (
     NoBuildKitClientError,
     NoEngineError,
@@ -149,6 +157,8 @@ class HostProbe:
     # The client `invoke build` would use and why (DockerCli.describe), or why there is none.
     build_client: str | None = None
     build_client_error: str | None = None
+    # The engine's data root and what is free there (None: no engine answered).
+    engine_disk: EngineDisk | None = None
 
     @property
     def has_gpu(self) -> bool:
@@ -286,6 +296,13 @@ def gather() -> HostProbe:
         build_client, build_client_error = find_docker_cli().describe(), None
     except NoBuildKitClientError as exc:
         build_client, build_client_error = None, str(exc)
+    try:
+        disk = engine_disk(engine_client(timeout=20), with_cache=False)
+    except GpuImagesError:
+        disk = None
+    if disk is not None and disk.free is not None and disk.free < NEED_CUDA:
+        with contextlib.suppress(GpuImagesError):  # only now: `docker system df` is slow
+            disk = engine_disk(engine_client(timeout=60)) or disk
     return HostProbe(
         pci_method=method,
         pci_gpus=pci_gpus,
@@ -301,6 +318,7 @@ def gather() -> HostProbe:
         shm_bytes=shm_size(),
         build_client=build_client,
         build_client_error=build_client_error,
+        engine_disk=disk,
     )
 
 
@@ -398,6 +416,33 @@ def check_build_client(probe: HostProbe, opts: DoctorOptions) -> Check:
     )
 
 
+DISK_FIX = f"""\
+{"docker system df":<41} # what holds the space
+{PRUNE_HINT:<41} # trims BuildKit's cache, least recently used first
+{"docker image prune":<41} # removes untagged images
+(Or give the engine a bigger disk: dockerd --data-root /big/docker.)"""
+
+
+def check_disk(probe: HostProbe, opts: DoctorOptions) -> Check:
+    name = "Disk for builds"
+    disk = probe.engine_disk
+    if disk is None:
+        return Check(name, SKIP, "No engine answered: its data root is unknown.")
+    if disk.free is None:
+        return Check(
+            name, SKIP, f"The engine's data root {disk.root} is not on this host: not checked."
+        )
+    if disk.free < NEED_CUDA:
+        return Check(
+            name,
+            WARN,
+            f"{disk.describe()}: a CUDA build needs about {gb(NEED_CUDA)} there, and one that "
+            "runs short fails with 'no space left on device' after its downloads.",
+            DISK_FIX,
+        )
+    return Check(name, OK, f"{disk.describe()}: enough for a CUDA build (about {gb(NEED_CUDA)}).")
+
+
 def check_runtime(probe: HostProbe, opts: DoctorOptions) -> Check:
     name = "NVIDIA container runtime"
     found = []
@@ -442,6 +487,7 @@ CHECKS: tuple[Callable[[HostProbe, DoctorOptions], Check], ...] = (
     check_driver,
     check_docker,
     check_build_client,
+    check_disk,
     check_runtime,
     check_shm,
 )

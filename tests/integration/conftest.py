@@ -26,6 +26,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from gpuimages.build.diskspace import GB, PRUNE_HINT, EngineDisk, engine_disk, gb, make_room
 from gpuimages.build.engine import docker_for_builds, ensure_engine, ensure_local_base
 from gpuimages.core.errors import GpuImagesError
 from gpuimages.facts.matrix import load_matrix
@@ -126,6 +127,57 @@ def _remove_untagged_builds(before: set[str] | None) -> None:
             client.images.remove(image_id, noprune=False)
 
 
+# What a whole run takes on the engine's disk: a cold run grows BuildKit's cache by about
+# 37 GB and holds up to 18 GB of CUDA images at once (README, measured 2026-12-06). A run
+# of a few tests needs less: GPUIMAGES_TEST_DISK_GB lowers the floor.
+TEST_DISK_NEED = int(float(os.environ.get("GPUIMAGES_TEST_DISK_GB", "55")) * GB)
+# GPUIMAGES_TEST_MAKE_ROOM=1 (set by .ci/run, whose machine is its own) lets the session trim
+# BuildKit's cache, least recently used first, until TEST_DISK_NEED is free. Without it a
+# user's cache is never touched: the tests skip (or fail, under REQUIRE_DOCKER) and say why.
+MAKE_ROOM = os.environ.get("GPUIMAGES_TEST_MAKE_ROOM") == "1"
+DISK_LOG: list[str] = []  # what the session found and did on the engine's disk: the summary
+
+
+def _disk_line(when: str, disk: EngineDisk | None) -> None:
+    if disk is not None:
+        DISK_LOG.append(f"{when}: {disk.describe()}")
+
+
+def _room_for_the_tests() -> str | None:
+    """None when the engine's disk has room for the run, else why not (a skip reason)."""
+    try:
+        client = docker.from_env(timeout=600)
+    except docker.errors.DockerException:
+        return None  # the engine's absence is the docker_cli fixture's to report
+    disk = engine_disk(client, with_cache=False)
+    if disk is None or disk.free is None or disk.free >= TEST_DISK_NEED:
+        _disk_line("at the start", disk)
+        return None
+    disk = engine_disk(client) or disk
+    _disk_line("at the start", disk)
+    if MAKE_ROOM:
+        room = make_room(client, TEST_DISK_NEED)
+        if room is not None:
+            _disk_line("after trimming BuildKit's cache (GPUIMAGES_TEST_MAKE_ROOM=1)", room.after)
+            if room.enough:
+                return None
+            disk = room.after
+    return (
+        f"{disk.describe()}; the Docker tests need about {gb(TEST_DISK_NEED)} free there "
+        "(a cold run adds about 37 GB of build cache and holds up to 18 GB of CUDA images). "
+        f"Make room (`{PRUNE_HINT}`; `docker system df` shows what holds it), or let the "
+        "tests trim BuildKit's cache themselves with GPUIMAGES_TEST_MAKE_ROOM=1 (CI does); "
+        "GPUIMAGES_TEST_DISK_GB=N lowers the need for a run of a few tests."
+    )
+
+
+def pytest_terminal_summary(terminalreporter):
+    if DISK_LOG:
+        terminalreporter.write_sep("-", "engine disk")
+        for line in DISK_LOG:
+            terminalreporter.write_line(line)
+
+
 def _changed(before: dict, after: dict) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
@@ -140,10 +192,15 @@ def test_workspace():
     with contextlib.suppress(GpuImagesError):
         root = os.geteuid() == 0
         ensure_engine(docker_for_builds(install=root), start=root)
+    short = _room_for_the_tests()
+    if short:
+        _unavailable(short)
     images, files = _user_images(), _user_files()
     untagged = _untagged_builds()
     yield WORKSPACE
     _remove_untagged_builds(untagged)
+    with contextlib.suppress(docker.errors.DockerException):
+        _disk_line("at the end", engine_disk(docker.from_env(timeout=600)))
     images_after, files_after = _user_images(), _user_files()
     shutil.rmtree(WORKSPACE, ignore_errors=True)
     changed = _changed(files, files_after)

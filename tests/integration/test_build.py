@@ -115,6 +115,29 @@ def test_failed_build_names_step_and_leaves_no_tag(
     assert not client.images.list(name=variant.tag), "stale tag must be removed"
 
 
+def test_a_build_that_runs_out_of_space_says_how_to_make_room(
+    client, docker_cli, local_base, tmp_path, scratch_variant
+):
+    variant, dockerfiles = scratch_variant
+    # A real ENOSPC without filling the host's disk: a build step's /dev/shm is a 64 MiB
+    # tmpfs, and dd writes past it.
+    (dockerfiles / variant.name / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\n"
+        f"FROM ${{BASE_IMAGE}} AS {variant.flavor}\n"
+        "RUN dd if=/dev/zero of=/dev/shm/fill bs=1M count=100\n"
+    )
+    sources = PackageSources(base_image=local_base, builder_image=local_base)
+    [result] = build_many(
+        (variant,), docker_cli, sources, dockerfiles=dockerfiles, work_dir=tmp_path / "work"
+    )
+    assert result.status == "failed"
+    assert "No space left on device" in result.log_path.read_text()
+    assert "The build ran out of disk" in result.error
+    assert "docker builder prune --keep-storage 15GB" in result.error
+    assert "data root" in result.error and "GB free" in result.error
+    assert not client.images.list(name=variant.tag)
+
+
 def test_over_budget_build_fails_with_layer_breakdown(
     client, docker_cli, local_base, tmp_path, scratch_variant, wheelhouse
 ):

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -303,6 +304,8 @@ def test_no_registry_configured_starts_a_local_one(small_image, variant, tmp_pat
     finally:  # the script's default state folder, as `invoke publish` started it
         script = ROOT / "scripts" / "start-registry.sh"
         subprocess.run(["bash", str(script), "--stop", "--port", str(port)], timeout=60)
+        state = Path(os.environ.get("TMPDIR") or "/tmp") / f"gpuimages-registry-{port}"
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_versions_captured_inside_the_real_cpu_image(client, cpu_build):

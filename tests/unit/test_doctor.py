@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from gpuimages.build.diskspace import GB, EngineDisk
 from gpuimages.core.errors import UserInputError
 from gpuimages.facts import support
 from gpuimages.facts.matrix import load_matrix
@@ -209,6 +210,7 @@ NO_GPU = HostProbe(
     toolkit_binaries=(),
     shm_bytes=8 << 30,
     build_client="/usr/bin/docker (client 20.10: BuildKit built in, no buildx needed)",
+    engine_disk=EngineDisk("/var/lib/docker", 80 * GB, None),
 )
 GPU_HOST = replace(
     NO_GPU,
@@ -294,6 +296,28 @@ def test_small_shm_warns_with_ipc_host_fix():
     check = _checks(replace(NO_GPU, shm_bytes=64 << 20))["Shared memory"]
     assert check.status == "warn"
     assert "--ipc=host" in check.fix and "--shm-size" in check.fix
+
+
+def test_a_short_engine_disk_warns_with_the_prune_fix():
+    probe = replace(NO_GPU, engine_disk=EngineDisk("/var/lib/docker", 4 * GB, 72 * GB))
+    check = _checks(probe)["Disk for builds"]
+    assert check.status == "warn"
+    assert "/var/lib/docker has 4.0 GB free, 72.0 GB of it BuildKit's cache" in check.detail
+    assert "docker builder prune --keep-storage 15GB" in check.fix
+    assert "docker system df" in check.fix
+
+
+@pytest.mark.parametrize(
+    ("disk", "status", "words"),
+    [
+        (EngineDisk("/var/lib/docker", 80 * GB, None), "ok", "enough for a CUDA build"),
+        (EngineDisk("/remote/docker", None, None), "skip", "not on this host"),
+        (None, "skip", "No engine answered"),
+    ],
+)
+def test_disk_row_without_a_shortfall(disk, status, words):
+    check = _checks(replace(NO_GPU, engine_disk=disk))["Disk for builds"]
+    assert check.status == status and words in check.detail
 
 
 def test_diagnose_exit_codes_follow_what_was_asked(compat, repo_root):

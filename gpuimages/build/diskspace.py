@@ -1,0 +1,171 @@
+"""Disk for builds: what the engine's data root has free, what a build needs there, and
+making room by trimming BuildKit's cache (least recently used first).
+
+A CUDA build holds the torch and nvidia-* wheels twice while it runs (downloaded in the
+builder stage, installed in the image) and keeps both in BuildKit's cache afterwards: on
+this project's CI machine three CUDA 13 images took up to 18 GB while they existed, and a
+cold test run grew the build cache by about 37 GB (README, measured 2026-12-06). A build
+that runs out of disk fails late, after the downloads; the figures here let gpuimages say
+so before it starts, and say what to do when it happened."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from gpuimages.build.engine import SDK_ERRORS
+from gpuimages.facts.variant import Variant
+
+log = logging.getLogger(__name__)
+
+GB = 1000**3  # docker's own "15GB" is decimal, and so are the figures people compare with
+NEED_CPU = 5 * GB
+NEED_CUDA = 20 * GB
+# What a user runs to make room and keep the cache that makes the next build fast.
+PRUNE_HINT = "docker builder prune --keep-storage 15GB"
+_NO_SPACE = "no space left on device"
+
+
+def gb(n: int) -> str:
+    return f"{n / GB:.1f} GB"
+
+
+@dataclass(frozen=True)
+class EngineDisk:
+    """The engine's data root and what is free there; `free` is None when the root is not
+    on this host's file systems (a remote engine, a rootless one in its own namespace)."""
+
+    root: str
+    free: int | None
+    build_cache: int | None  # bytes held by BuildKit's cache, None when not asked
+
+    def describe(self) -> str:
+        free = f"{gb(self.free)} free" if self.free is not None else "free space unknown"
+        cache = f", {gb(self.build_cache)} of it BuildKit's cache" if self.build_cache else ""
+        where = f"The engine's data root {self.root}"
+        return f"{where}: {free}{cache}" if self.free is None else f"{where} has {free}{cache}"
+
+
+def free_bytes(path: str | Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def build_cache_bytes(client: docker.DockerClient) -> int | None:
+    try:
+        records = client.api.df().get("BuildCache") or []
+    except SDK_ERRORS as exc:
+        log.debug("docker system df failed: %s", exc)
+        return None
+    return sum(int(r.get("Size") or 0) for r in records)
+
+
+def engine_disk(client: docker.DockerClient, *, with_cache: bool = True) -> EngineDisk | None:
+    """The engine's data root and its free space, or None when the engine does not say."""
+    try:
+        root = client.info().get("DockerRootDir") or ""
+    except SDK_ERRORS as exc:
+        log.debug("docker info failed: %s", exc)
+        return None
+    if not root:
+        return None
+    cache = build_cache_bytes(client) if with_cache else None
+    return EngineDisk(root, free_bytes(root), cache)
+
+
+def build_need(variants: Iterable[Variant]) -> int:
+    """Free disk one build of the largest of these variants takes, about (see above)."""
+    return max((NEED_CPU if v.is_cpu else NEED_CUDA for v in variants), default=0)
+
+
+def space_warning(disk: EngineDisk | None, need: int) -> str | None:
+    """One paragraph when the engine's disk is short of `need`, else None."""
+    if disk is None or disk.free is None or disk.free >= need:
+        return None
+    return (
+        f"{disk.describe()}; a build of this kind needs about {gb(need)} there and may fail "
+        f"with 'no space left on device' after its downloads. Make room first: "
+        f"`{PRUNE_HINT}` trims BuildKit's cache (the next build is slower), "
+        "`docker image prune` removes untagged images."
+    )
+
+
+def check_space(client: docker.DockerClient, variants: Iterable[Variant]) -> str | None:
+    """space_warning for a build of these variants on this engine; the build cache's size
+    (`docker system df`, slow on a big cache) is asked only when the disk is short."""
+    need = build_need(variants)
+    disk = engine_disk(client, with_cache=False)
+    if space_warning(disk, need) is None:
+        return None
+    return space_warning(engine_disk(client) or disk, need)
+
+
+def out_of_space(log_text: str) -> bool:
+    return _NO_SPACE in log_text.lower()
+
+
+def no_space_remedy(disk: EngineDisk | None) -> str:
+    """What to do when a build failed because a disk filled up (see out_of_space)."""
+    now = f" ({disk.describe()[0].lower()}{disk.describe()[1:]} now)" if disk else ""
+    return (
+        f"The build ran out of disk{now}. Make room and build again: `{PRUNE_HINT}` trims "
+        "BuildKit's cache, `docker image prune` removes untagged images, `docker system df` "
+        "shows what holds the space; a CUDA build needs about "
+        f"{gb(NEED_CUDA)} free. Nothing was tagged."
+    )
+
+
+@dataclass(frozen=True)
+class Room:
+    """What make_room found and did."""
+
+    before: EngineDisk
+    after: EngineDisk
+    need: int
+
+    @property
+    def enough(self) -> bool:
+        return self.after.free is None or self.after.free >= self.need
+
+    @property
+    def reclaimed(self) -> int:
+        if self.before.free is None or self.after.free is None:
+            return 0
+        return max(0, self.after.free - self.before.free)
+
+
+def keep_for(disk: EngineDisk, need: int) -> int:
+    """How much build cache to keep so that `need` is free: the shortfall comes off the
+    least recently used end of the cache, and no more."""
+    assert disk.free is not None and disk.build_cache is not None
+    shortfall = need - disk.free
+    return max(0, disk.build_cache - shortfall)
+
+
+def make_room(client: docker.DockerClient, need: int) -> Room | None:
+    """Trim BuildKit's cache until `need` bytes are free on the engine's data root: first
+    its least recently used records down to what the room allows, then, still short, all
+    of it. Images are never removed here. None when the engine does not say where its data
+    lives on this host."""
+    before = engine_disk(client)
+    if before is None or before.free is None:
+        return None
+    after = before
+    if before.free < need and before.build_cache:
+        keep = keep_for(before, need)
+        for keep_storage in (keep, 0) if keep else (0,):
+            log.info("trimming BuildKit's cache to %s to free %s", gb(keep_storage), gb(need))
+            # all=True: every unused record counts, not only dangling ones (`docker builder
+            # prune -a`); keep-storage 0 means no floor.
+            client.api.prune_builds(keep_storage=keep_storage, all=True)
+            after = engine_disk(client) or after
+            if after.free is None or after.free >= need:
+                break
+    return Room(before, after, need)
