@@ -219,6 +219,21 @@ def _untag(client: docker.DockerClient, tag: str) -> None:
         log.warning("could not remove stale tag %s: %s", tag, exc.explanation)
 
 
+def _drop_untagged(client: docker.DockerClient, image_id: str) -> bool:
+    """Remove an image the build refused when no tag names it (it would only hold disk:
+    gigabytes for a CUDA image); True when it is gone."""
+    try:
+        if client.images.get(image_id).tags:
+            return False
+        client.images.remove(image_id, noprune=False)
+    except docker.errors.ImageNotFound:
+        return True
+    except docker.errors.APIError as exc:  # a container still uses it: it stays
+        log.warning("could not remove the refused image %s: %s", image_id[:19], exc.explanation)
+        return False
+    return True
+
+
 LOCK_DIR = Path(tempfile.gettempdir()) / "gpuimages-locks"
 
 
@@ -364,6 +379,11 @@ def _build_one(
             f"more than {BUDGET_SLACK - 1:.0%}; layers:\n{table}"
         )
         _untag(client, variant.tag)
+        if _drop_untagged(client, image_id):
+            result.error += (
+                "\nThe image was removed, not left on the disk untagged; BuildKit's cache keeps "
+                "its layers, so a build with a larger size_budget_mb reuses them."
+            )
         return result
     with engine_errors(f"could not tag image {image_id[:19]} as {variant.tag}"):
         image.tag(*variant.tag.rsplit(":", 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import docker.errors
 import pytest
 
 from gpuimages.build.image import PackageSources, build_many
@@ -153,6 +154,9 @@ def test_over_budget_build_fails_with_layer_breakdown(
     assert "over its size budget of 100 MB" in result.error
     assert "COPY" in result.error and "MB" in result.error  # the per-layer lines
     assert not client.images.list(name=variant.tag)
+    assert "The image was removed" in result.error
+    with pytest.raises(docker.errors.ImageNotFound):  # not left behind untagged
+        client.images.get(result.image_id)
 
 
 def test_ca_bundle_is_a_secret_not_a_layer(
