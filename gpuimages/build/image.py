@@ -32,7 +32,7 @@ from gpuimages.build.diskspace import check_space, engine_disk, no_space_remedy,
 from gpuimages.build.engine import DockerCli, engine_client, engine_errors
 from gpuimages.build.startup import FACTS_FILE
 from gpuimages.build.wheelcheck import refuse_missing
-from gpuimages.core.errors import CommandError, GpuImagesError
+from gpuimages.core.errors import CommandError, GpuImagesError, UserInputError
 from gpuimages.core.paths import ROOT, git_revision
 from gpuimages.core.runner import run, stop_all
 from gpuimages.facts.sources import PackageSources
@@ -118,6 +118,29 @@ def _context_files(
     return files
 
 
+CONTEXT_DIR_ENV = "GPUIMAGES_CONTEXT_DIR"
+
+
+def context_root(work_dir: Path) -> Path:
+    """Where build contexts are staged: $GPUIMAGES_CONTEXT_DIR, else WORK_DIR/context.
+
+    BuildKit keeps a context it was sent as a cache record keyed by the context's path: a
+    build from another folder (another checkout, a test's temporary one) sends the whole
+    wheelhouse again and adds a copy of it, gigabytes, to the build cache. Builds that run
+    from many folders name one context folder here and share that copy."""
+    env = os.environ.get(CONTEXT_DIR_ENV, "").strip()
+    root = Path(env).expanduser().absolute() if env else work_dir / "context"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = f"{CONTEXT_DIR_ENV}={env}" if env else str(root)
+        raise UserInputError(
+            f"cannot stage build contexts in {where}: {exc.strerror or exc}. Name a folder "
+            f"this user can write with {CONTEXT_DIR_ENV}, or leave it unset for {work_dir}/context."
+        ) from None
+    return root
+
+
 def stage_context(
     variant: Variant, sources: PackageSources, work_dir: Path, dockerfiles: Path | None = None
 ) -> Path:
@@ -129,8 +152,8 @@ def stage_context(
     """
     files = _context_files(sources, dockerfiles)
     key = str(sources.wheelhouse.resolve()) if sources.wheelhouse else "-"
-    ctx = work_dir / "context" / hashlib.sha256(key.encode()).hexdigest()[:12]
-    ctx.mkdir(parents=True, exist_ok=True)
+    ctx = context_root(work_dir) / hashlib.sha256(key.encode()).hexdigest()[:12]
+    ctx.mkdir(exist_ok=True)
     with open(ctx.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # builds of sibling variants sync the same files
         wanted = {rel for _src, rel in files}
@@ -429,6 +452,7 @@ def build_many(
         # An offline build would only fail minutes in, at pip: name the missing wheel now.
         for variant in variants:
             refuse_missing(variant, str(sources.wheelhouse))
+    context_root(work_dir)  # an unusable GPUIMAGES_CONTEXT_DIR is refused before any build
     client = engine_client()
     short = check_space(client, variants)
     if short:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuimages.build.image import PackageSources, base_pull_remedy, failed_step
+from gpuimages.build.image import PackageSources, base_pull_remedy, context_root, failed_step
 from gpuimages.core.errors import CommandError, UserInputError
 from gpuimages.core.runner import run
 from gpuimages.facts.variant import VariantRequest, resolve
@@ -168,3 +168,26 @@ def test_waiting_for_the_lock_ends_on_stop(compat, tmp_path):
         variant_lock(variant, tmp_path, stopping=stopping),
     ):
         pass
+
+
+def test_contexts_are_staged_under_the_build_folder_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("GPUIMAGES_CONTEXT_DIR", raising=False)
+    assert context_root(tmp_path / "build") == tmp_path / "build" / "context"
+    assert (tmp_path / "build" / "context").is_dir()
+
+
+def test_a_context_folder_named_is_used_for_every_build_folder(tmp_path, monkeypatch):
+    shared = tmp_path / "shared-context"
+    monkeypatch.setenv("GPUIMAGES_CONTEXT_DIR", str(shared))
+    assert context_root(tmp_path / "one") == context_root(tmp_path / "two") == shared
+
+
+def test_an_unusable_context_folder_is_one_paragraph_naming_it(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("GPUIMAGES_CONTEXT_DIR", str(blocker / "context"))
+    with pytest.raises(UserInputError) as err:
+        context_root(tmp_path / "build")
+    text = str(err.value)
+    assert f"GPUIMAGES_CONTEXT_DIR={blocker / 'context'}" in text
+    assert "Not a directory" in text and "\n" not in text
