@@ -140,8 +140,9 @@ def _remove_untagged_builds(before: set[str] | None) -> None:
 # of a few tests needs less: GPUIMAGES_TEST_DISK_GB lowers the floor.
 TEST_DISK_NEED = int(float(os.environ.get("GPUIMAGES_TEST_DISK_GB", "55")) * GB)
 # GPUIMAGES_TEST_MAKE_ROOM=1 (set by .ci/run, whose machine is its own) lets the session trim
-# BuildKit's cache, least recently used first, until TEST_DISK_NEED is free. Without it a
-# user's cache is never touched: the tests skip (or fail, under REQUIRE_DOCKER) and say why.
+# BuildKit's cache, least recently used first, until TEST_DISK_NEED is free (or the cache is
+# gone). Without it a user's cache is never touched: the tests skip (or fail, under
+# REQUIRE_DOCKER) and say why.
 MAKE_ROOM = os.environ.get("GPUIMAGES_TEST_MAKE_ROOM") == "1"
 DISK_LOG: list[str] = []  # what the session found and did on the engine's disk: the summary
 
@@ -169,7 +170,10 @@ def _room_for_the_tests() -> str | None:
             _disk_line("after trimming BuildKit's cache (GPUIMAGES_TEST_MAKE_ROOM=1)", room.after)
             if room.enough:
                 return None
-            disk = room.after
+            # The need is an estimate from this project's machines: a host short of it after
+            # the whole cache is gone runs the tests anyway, and the summary says so.
+            DISK_LOG.append(f"still short of {gb(TEST_DISK_NEED)}: the tests run anyway")
+            return None
     return (
         f"{disk.describe()}; the Docker tests need about {gb(TEST_DISK_NEED)} free there "
         "(a cold run adds about 37 GB of build cache and holds up to 18 GB of CUDA images). "
