@@ -141,6 +141,12 @@ def context_root(work_dir: Path) -> Path:
     return root
 
 
+def context_name(wheelhouse: Path | None) -> str:
+    """The folder under context_root that builds from this wheelhouse share."""
+    key = str(wheelhouse.resolve()) if wheelhouse else "-"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def stage_context(
     variant: Variant, sources: PackageSources, work_dir: Path, dockerfiles: Path | None = None
 ) -> Path:
@@ -151,8 +157,7 @@ def stage_context(
     once for all variants that share them, and a changed smoke script costs only itself.
     """
     files = _context_files(sources, dockerfiles)
-    key = str(sources.wheelhouse.resolve()) if sources.wheelhouse else "-"
-    ctx = context_root(work_dir) / hashlib.sha256(key.encode()).hexdigest()[:12]
+    ctx = context_root(work_dir) / context_name(sources.wheelhouse)
     ctx.mkdir(exist_ok=True)
     with open(ctx.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # builds of sibling variants sync the same files

@@ -28,6 +28,7 @@ import pytest
 
 from gpuimages.build.diskspace import GB, PRUNE_HINT, EngineDisk, engine_disk, gb, make_room
 from gpuimages.build.engine import docker_for_builds, ensure_engine, ensure_local_base
+from gpuimages.build.image import context_name
 from gpuimages.core.errors import GpuImagesError
 from gpuimages.facts.matrix import load_matrix
 from tests.helpers import invoke as run_invoke
@@ -45,10 +46,29 @@ WORKSPACE = Path(tempfile.mkdtemp(prefix="gpuimages-tests-"))
 # with a test's own work folder): BuildKit keys the context it was sent by its path, and a
 # fresh path per build sent the 4 GB wheelhouse again and kept a copy of it each time, 23 GB
 # of build cache by the end of one run (measured 2026-12-06).
-os.environ.setdefault(
-    "GPUIMAGES_CONTEXT_DIR",
-    str(Path(tempfile.gettempdir()) / f"gpuimages-tests-context-{TEST_NAMESPACE}"),
-)
+# A folder the user named is theirs: only the tests' own is tidied at the end.
+OWN_CONTEXT_DIR = not os.environ.get("GPUIMAGES_CONTEXT_DIR")
+if OWN_CONTEXT_DIR:
+    os.environ["GPUIMAGES_CONTEXT_DIR"] = str(
+        Path(tempfile.gettempdir()) / f"gpuimages-tests-context-{TEST_NAMESPACE}"
+    )
+
+
+def _tidy_contexts() -> None:
+    """Keep the context of the shared wheelhouse (and of builds without one), the ones the
+    next run reuses. A test's own wheelhouse, or another checkout's, gets a folder no later
+    run names again, and its hard links would keep gigabytes of wheels alive."""
+    if not OWN_CONTEXT_DIR:
+        return
+    keep = {context_name(ROOT / "wheelhouse"), context_name(None)}
+    root = Path(os.environ["GPUIMAGES_CONTEXT_DIR"])
+    for path in root.iterdir() if root.is_dir() else ():
+        if path.name.removesuffix(".lock") in keep:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 # The act run of the CI workflow (marker `act`) takes 4.5 to 7 minutes on 2 cores, at or above
@@ -211,6 +231,7 @@ def test_workspace():
     untagged = _untagged_builds()
     yield WORKSPACE
     _remove_untagged_builds(untagged)
+    _tidy_contexts()
     with contextlib.suppress(docker.errors.DockerException):
         _disk_line("at the end", engine_disk(docker.from_env(timeout=600)))
     images_after, files_after = _user_images(), _user_files()
