@@ -80,6 +80,15 @@ def engine_disk(client: docker.DockerClient, *, with_cache: bool = True) -> Engi
     return EngineDisk(root, free_bytes(root), cache)
 
 
+def disk_for(client: docker.DockerClient, need: int) -> EngineDisk | None:
+    """engine_disk, with the build cache's size (`docker system df`, slow on a big cache)
+    asked only when fewer than `need` bytes are free: only then is it worth saying."""
+    disk = engine_disk(client, with_cache=False)
+    if disk is None or disk.free is None or disk.free >= need:
+        return disk
+    return engine_disk(client) or disk
+
+
 def build_need(variants: Iterable[Variant]) -> int:
     """Free disk one build of the largest of these variants takes, about (see above)."""
     return max((NEED_CPU if v.is_cpu else NEED_CUDA for v in variants), default=0)
@@ -98,13 +107,9 @@ def space_warning(disk: EngineDisk | None, need: int) -> str | None:
 
 
 def check_space(client: docker.DockerClient, variants: Iterable[Variant]) -> str | None:
-    """space_warning for a build of these variants on this engine; the build cache's size
-    (`docker system df`, slow on a big cache) is asked only when the disk is short."""
+    """space_warning for a build of these variants on this engine."""
     need = build_need(variants)
-    disk = engine_disk(client, with_cache=False)
-    if space_warning(disk, need) is None:
-        return None
-    return space_warning(engine_disk(client) or disk, need)
+    return space_warning(disk_for(client, need), need)
 
 
 def out_of_space(log_text: str) -> bool:
@@ -134,12 +139,6 @@ class Room:
     def enough(self) -> bool:
         return self.after.free is None or self.after.free >= self.need
 
-    @property
-    def reclaimed(self) -> int:
-        if self.before.free is None or self.after.free is None:
-            return 0
-        return max(0, self.after.free - self.before.free)
-
 
 def keep_for(disk: EngineDisk, need: int) -> int:
     """How much build cache to keep so that `need` is free: the shortfall comes off the
@@ -149,12 +148,15 @@ def keep_for(disk: EngineDisk, need: int) -> int:
     return max(0, disk.build_cache - shortfall)
 
 
-def make_room(client: docker.DockerClient, need: int) -> Room | None:
+def make_room(
+    client: docker.DockerClient, need: int, before: EngineDisk | None = None
+) -> Room | None:
     """Trim BuildKit's cache until `need` bytes are free on the engine's data root: first
     its least recently used records down to what the room allows, then, still short, all
-    of it. Images are never removed here. None when the engine does not say where its data
-    lives on this host."""
-    before = engine_disk(client)
+    of it. Images are never removed here. `before`: disk_for(client, need), when the
+    caller has it already. None when the engine does not say where its data lives on this
+    host."""
+    before = before or disk_for(client, need)
     if before is None or before.free is None:
         return None
     after = before

@@ -19,7 +19,6 @@ asked to have (`require_gpu`, an image to run) makes the doctor fail.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -35,7 +34,7 @@ from gpuimages.build.diskspace import (
     NEED_CUDA,
     PRUNE_HINT,
     EngineDisk,
-    engine_disk,
+    disk_for,
     gb,
 )
 from gpuimages.build.engine import (
@@ -297,12 +296,9 @@ def gather() -> HostProbe:
     except NoBuildKitClientError as exc:
         build_client, build_client_error = None, str(exc)
     try:
-        disk = engine_disk(engine_client(timeout=20), with_cache=False)
+        disk = disk_for(engine_client(timeout=60), NEED_CUDA)
     except GpuImagesError:
         disk = None
-    if disk is not None and disk.free is not None and disk.free < NEED_CUDA:
-        with contextlib.suppress(GpuImagesError):  # only now: `docker system df` is slow
-            disk = engine_disk(engine_client(timeout=60)) or disk
     return HostProbe(
         pci_method=method,
         pci_gpus=pci_gpus,

@@ -26,7 +26,15 @@ from pathlib import Path
 import docker
 import pytest
 
-from gpuimages.build.diskspace import GB, PRUNE_HINT, EngineDisk, engine_disk, gb, make_room
+from gpuimages.build.diskspace import (
+    GB,
+    PRUNE_HINT,
+    EngineDisk,
+    disk_for,
+    engine_disk,
+    gb,
+    make_room,
+)
 from gpuimages.build.engine import docker_for_builds, ensure_engine, ensure_local_base
 from gpuimages.build.image import context_name
 from gpuimages.core.errors import GpuImagesError
@@ -178,14 +186,12 @@ def _room_for_the_tests() -> str | None:
         client = docker.from_env(timeout=600)
     except docker.errors.DockerException:
         return None  # the engine's absence is the docker_cli fixture's to report
-    disk = engine_disk(client, with_cache=False)
-    if disk is None or disk.free is None or disk.free >= TEST_DISK_NEED:
-        _disk_line("at the start", disk)
-        return None
-    disk = engine_disk(client) or disk
+    disk = disk_for(client, TEST_DISK_NEED)
     _disk_line("at the start", disk)
+    if disk is None or disk.free is None or disk.free >= TEST_DISK_NEED:
+        return None
     if MAKE_ROOM:
-        room = make_room(client, TEST_DISK_NEED)
+        room = make_room(client, TEST_DISK_NEED, disk)
         if room is not None:
             _disk_line("after trimming BuildKit's cache (GPUIMAGES_TEST_MAKE_ROOM=1)", room.after)
             if room.enough:
