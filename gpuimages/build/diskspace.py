@@ -148,26 +148,32 @@ def keep_for(disk: EngineDisk, need: int) -> int:
     return max(0, disk.build_cache - shortfall)
 
 
+MAX_TRIMS = 6
+
+
 def make_room(
     client: docker.DockerClient, need: int, before: EngineDisk | None = None
 ) -> Room | None:
-    """Trim BuildKit's cache until `need` bytes are free on the engine's data root: first
-    its least recently used records down to what the room allows, then, still short, all
-    of it. Images are never removed here. `before`: disk_for(client, need), when the
-    caller has it already. None when the engine does not say where its data lives on this
-    host."""
+    """Trim BuildKit's cache until `need` bytes are free on the engine's data root, least
+    recently used records first. A record's size is not always what its removal frees
+    (layers shared with images or other records), so each pass trims by the shortfall
+    measured after the last one; only a pass that removed nothing at all leads to the
+    whole cache going. Images are never removed here. `before`: disk_for(client, need),
+    when the caller has it already. None when the engine does not say where its data
+    lives on this host."""
     before = before or disk_for(client, need)
     if before is None or before.free is None:
         return None
-    after = before
-    if before.free < need and before.build_cache:
-        keep = keep_for(before, need)
-        for keep_storage in (keep, 0) if keep else (0,):
-            log.info("trimming BuildKit's cache to %s to free %s", gb(keep_storage), gb(need))
-            # all=True: every unused record counts, not only dangling ones (`docker builder
-            # prune -a`); keep-storage 0 means no floor.
-            client.api.prune_builds(keep_storage=keep_storage, all=True)
-            after = engine_disk(client) or after
-            if after.free is None or after.free >= need:
-                break
+    after, keep_nothing = before, False
+    for _ in range(MAX_TRIMS):
+        if after.free is None or after.free >= need or not after.build_cache:
+            break
+        keep = 0 if keep_nothing else keep_for(after, need)
+        log.info("trimming BuildKit's cache to %s to free %s", gb(keep), gb(need))
+        # all=True: every unused record counts, not only dangling ones (`docker builder
+        # prune -a`); keep-storage 0 means no floor.
+        client.api.prune_builds(keep_storage=keep, all=True)
+        now = engine_disk(client) or after
+        keep_nothing = (now.build_cache or 0) >= after.build_cache
+        after = now
     return Room(before, after, need)

@@ -15,6 +15,7 @@ from gpuimages.build.diskspace import (
     Room,
     build_need,
     keep_for,
+    make_room,
     no_space_remedy,
     out_of_space,
     space_warning,
@@ -89,3 +90,54 @@ def test_room_is_enough_only_when_the_need_is_free():
     assert room.enough
     short = Room(before, EngineDisk("/var/lib/docker", 30 * GB, 0), 55 * GB)
     assert not short.enough
+
+
+class FakeEngine:
+    """An engine whose prune frees only `ratio` of what the records it drops add up to
+    (layers shared with images), least recently used records first; `stuck` prunes none."""
+
+    def __init__(self, free: int, records: list[int], ratio: float = 1.0, stuck: bool = False):
+        self.free, self.records, self.ratio, self.stuck = free, records, ratio, stuck
+        self.keeps: list[int] = []
+        self.api = self
+
+    def info(self):
+        return {"DockerRootDir": "/fake/docker"}
+
+    def df(self):
+        return {"BuildCache": [{"Size": size} for size in self.records]}
+
+    def prune_builds(self, keep_storage, all):
+        assert all is True
+        self.keeps.append(keep_storage)
+        while self.records and not self.stuck and (sum(self.records) > keep_storage):
+            self.free += int(self.records.pop(0) * self.ratio)
+
+
+@pytest.fixture
+def fake_disk(monkeypatch):
+    def use(engine: FakeEngine) -> FakeEngine:
+        monkeypatch.setattr("gpuimages.build.diskspace.free_bytes", lambda root: engine.free)
+        return engine
+
+    return use
+
+
+def test_make_room_trims_again_by_what_is_still_short_not_all_at_once(fake_disk):
+    engine = fake_disk(FakeEngine(free=10 * GB, records=[1 * GB] * 40, ratio=0.5))
+    room = make_room(engine, 14 * GB)
+    assert room is not None and room.enough
+    assert len(engine.keeps) > 1 and 0 not in engine.keeps  # never the whole cache
+    assert sum(engine.records) >= 31 * GB  # about 8 of 40 GB went, for 4 GB short
+
+
+def test_make_room_takes_the_whole_cache_only_when_trimming_by_size_removed_nothing(fake_disk):
+    engine = fake_disk(FakeEngine(free=10 * GB, records=[5 * GB] * 4, stuck=True))
+    room = make_room(engine, 12 * GB)
+    assert engine.keeps[:2] == [18 * GB, 0] and not room.enough
+
+
+def test_make_room_does_nothing_with_the_need_free(fake_disk):
+    engine = fake_disk(FakeEngine(free=30 * GB, records=[5 * GB] * 4))
+    room = make_room(engine, 20 * GB)
+    assert room is not None and room.enough and engine.keeps == []
